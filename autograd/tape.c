@@ -1,0 +1,226 @@
+#include "tape.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "memory.h"
+
+/* One arena per process: growable arrays of nodes and tensors made since the last clear. */
+static struct {
+    ln_node **nodes;
+    size_t n_nodes, cap_nodes;
+    ln_tensor **tensors;
+    size_t n_tensors, cap_tensors;
+    size_t bytes;
+} arena;
+
+static bool grad_enabled = true;
+
+static void *keep_pack(ln_tensor *t, void *ctx) {
+    (void)ctx;
+    return t;
+}
+static ln_tensor *keep_unpack(void *packed, void *ctx) {
+    (void)ctx;
+    return packed;
+}
+static const ln_saved_hooks default_hooks = {keep_pack, keep_unpack, NULL};
+static ln_saved_hooks hooks = {keep_pack, keep_unpack, NULL};
+
+void ln_set_saved_hooks(const ln_saved_hooks *h) { hooks = h ? *h : default_hooks; }
+
+bool ln_grad_enabled(void) { return grad_enabled; }
+
+bool ln_set_grad_enabled(bool enabled) {
+    bool previous = grad_enabled;
+    grad_enabled = enabled;
+    return previous;
+}
+
+static int grow(void *array_ptr, size_t *cap, size_t need, size_t elem) {
+    if (need <= *cap) return LN_OK;
+    size_t cap2 = *cap ? *cap * 2 : 256;
+    while (cap2 < need) cap2 *= 2;
+    void *p = realloc(*(void **)array_ptr, cap2 * elem);
+    if (!p) return ln_fail("tape: out of host memory");
+    *(void **)array_ptr = p;
+    *cap = cap2;
+    return LN_OK;
+}
+
+static int arena_adopt(ln_tensor *t) {
+    if (grow(&arena.tensors, &arena.cap_tensors, arena.n_tensors + 1, sizeof *arena.tensors)) return LN_ERR;
+    t->in_arena = true;
+    arena.tensors[arena.n_tensors++] = t;
+    if (t->owns_data) arena.bytes += (size_t)t->numel * ln_dtype_size(t->dtype);
+    return LN_OK;
+}
+
+ln_tensor *ln_arena_tensor(ln_dtype dtype, ln_device device, int ndim, const int64_t *shape) {
+    ln_tensor *t = ln_tensor_new(dtype, device, ndim, shape);
+    if (t && arena_adopt(t)) {
+        ln_tensor_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+ln_tensor *ln_grad_of(ln_tensor *t) {
+    if (t->grad) return t->grad;
+    /* the gradient of an arena tensor lives in the arena; a caller-owned tensor owns its own */
+    t->grad = t->in_arena ? ln_arena_tensor(t->dtype, t->device, t->ndim, t->shape) : ln_tensor_new_like(t);
+    if (t->grad && t->in_arena) t->grad->in_arena = true;
+    return t->grad;
+}
+
+ln_node *ln_node_begin(const ln_op *op, int n_in, ln_tensor *const *inputs) {
+    for (int i = 0; i < n_in; i++)
+        if (!inputs[i]) return NULL; /* an earlier op failed: its message stands */
+    for (int i = 1; i < n_in; i++)
+        if (inputs[i]->device != inputs[0]->device) {
+            ln_fail("%s: input %d is on %s but input 0 is on %s", op->name, i, ln_device_name(inputs[i]->device),
+                    ln_device_name(inputs[0]->device));
+            return NULL;
+        }
+    ln_node *n = calloc(1, sizeof *n);
+    if (!n) {
+        ln_fail("%s: out of host memory", op->name);
+        return NULL;
+    }
+    if (grow(&arena.nodes, &arena.cap_nodes, arena.n_nodes + 1, sizeof *arena.nodes)) {
+        free(n);
+        return NULL;
+    }
+    arena.nodes[arena.n_nodes++] = n; /* owned by the arena from here, recorded or not */
+    n->op = op;
+    n->device = n_in ? inputs[0]->device : LN_CPU;
+    n->n_in = n_in;
+    memcpy(n->in, inputs, (size_t)n_in * sizeof *inputs);
+    return n;
+}
+
+ln_tensor *ln_node_output(ln_node *n, ln_dtype dtype, int ndim, const int64_t *shape) {
+    if (!n) return NULL;
+    if (n->n_out == LN_MAX_OP_IO) {
+        ln_fail("%s: too many outputs", n->op->name);
+        return NULL;
+    }
+    ln_tensor *t = ln_arena_tensor(dtype, n->device, ndim, shape);
+    if (t) n->out[n->n_out++] = t;
+    return t;
+}
+
+ln_tensor *ln_node_view_output(ln_node *n, int input_index, int ndim, const int64_t *shape) {
+    if (!n) return NULL;
+    ln_tensor *src = n->in[input_index];
+    if (ln_shape_numel(ndim, shape) != src->numel) {
+        char buf[64];
+        ln_fail("%s: cannot view %s %s with %lld elements", n->op->name, src->name, ln_shape_str(src, buf, sizeof buf),
+                (long long)ln_shape_numel(ndim, shape));
+        return NULL;
+    }
+    ln_tensor *t = calloc(1, sizeof *t);
+    if (!t) {
+        ln_fail("%s: out of host memory", n->op->name);
+        return NULL;
+    }
+    *t = (ln_tensor){.dtype = src->dtype, .device = src->device, .ndim = ndim, .numel = src->numel, .data = src->data};
+    memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+    if (arena_adopt(t)) {
+        free(t);
+        return NULL;
+    }
+    n->out[n->n_out++] = t;
+    return t;
+}
+
+void ln_node_save(ln_node *n, ln_tensor *t) {
+    if (n && n->n_saved < LN_MAX_OP_SAVED) n->saved[n->n_saved++] = hooks.pack(t, hooks.ctx);
+}
+
+ln_tensor *ln_node_saved(ln_node *n, int i) { return hooks.unpack(n->saved[i], hooks.ctx); }
+
+int ln_node_run(ln_node *n) {
+    if (!n) return LN_ERR;
+    for (int i = 0; i < n->n_out; i++)
+        if (!n->out[i]) return LN_ERR;
+    ln_kernel_fn forward = n->op->forward[n->device];
+    if (!forward)
+        return ln_fail("%s: no %s forward kernel yet", n->op->name, ln_device_name(n->device));
+    if (forward(n)) return ln_fail_context("%s forward", n->op->name);
+    bool needs_grad = false;
+    for (int i = 0; i < n->n_in; i++) needs_grad |= n->in[i]->requires_grad;
+    if (grad_enabled && needs_grad) {
+        n->recorded = true;
+        for (int i = 0; i < n->n_out; i++) n->out[i]->requires_grad = ln_dtype_is_float(n->out[i]->dtype);
+    }
+    return LN_OK;
+}
+
+int ln_backward_from(ln_tensor *root, const ln_tensor *seed) {
+    if (!root) return LN_ERR;
+    if (!root->requires_grad)
+        return ln_fail("backward: %s does not require a gradient (no parameter reaches it)",
+                       root->name[0] ? root->name : "the root");
+    if (seed->numel != root->numel) return ln_fail("backward: seed has %lld elements, root %lld",
+                                                   (long long)seed->numel, (long long)root->numel);
+    ln_tensor *g = ln_grad_of(root);
+    if (!g || ln_tensor_copy(g, seed)) return LN_ERR;
+    bool was_enabled = ln_set_grad_enabled(false);
+    int status = LN_OK;
+    for (size_t i = arena.n_nodes; i-- > 0 && status == LN_OK;) {
+        ln_node *n = arena.nodes[i];
+        if (!n->recorded) continue;
+        bool has_grad = false;
+        for (int o = 0; o < n->n_out; o++) has_grad |= n->out[o]->grad != NULL;
+        if (!has_grad) continue;
+        ln_kernel_fn backward = n->op->backward[n->device];
+        if (!backward) {
+            status = ln_fail("%s: no %s backward kernel yet", n->op->name, ln_device_name(n->device));
+            break;
+        }
+        if (backward(n)) status = ln_fail_context("%s backward", n->op->name);
+    }
+    ln_set_grad_enabled(was_enabled);
+    return status;
+}
+
+int ln_backward(ln_tensor *root) {
+    if (!root) return LN_ERR;
+    if (root->numel != 1) return ln_fail("backward: the root must have one element, it has %lld", (long long)root->numel);
+    ln_tensor *one = ln_tensor_new(root->dtype, LN_CPU, 0, NULL);
+    if (!one) return LN_ERR;
+    ln_set(one, 0, 1.0);
+    int status;
+    if (root->device == LN_CPU) {
+        status = ln_backward_from(root, one);
+    } else {
+        ln_tensor *dev = ln_tensor_new(root->dtype, root->device, 0, NULL);
+        status = dev && ln_tensor_copy(dev, one) == LN_OK ? ln_backward_from(root, dev) : LN_ERR;
+        ln_tensor_free(dev);
+    }
+    ln_tensor_free(one);
+    return status;
+}
+
+void ln_tape_clear(void) {
+    for (size_t i = 0; i < arena.n_nodes; i++) free(arena.nodes[i]);
+    arena.n_nodes = 0;
+    for (size_t i = 0; i < arena.n_tensors; i++) {
+        ln_tensor *t = arena.tensors[i];
+        t->grad = NULL; /* arena gradients are arena tensors themselves */
+        ln_tensor_free(t);
+    }
+    arena.n_tensors = 0;
+    arena.bytes = 0;
+}
+
+size_t ln_tape_size(void) {
+    size_t n = 0;
+    for (size_t i = 0; i < arena.n_nodes; i++) n += arena.nodes[i]->recorded;
+    return n;
+}
+
+size_t ln_arena_bytes(void) { return arena.bytes; }

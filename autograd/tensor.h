@@ -1,0 +1,69 @@
+/* Tensors: a dtype, a device, a shape and contiguous row-major storage.
+ *
+ * Ownership is simple on purpose. A tensor made by ln_tensor_new belongs to the caller (model
+ * parameters, batches) and is released by ln_tensor_free. A tensor made by an op belongs to the
+ * tape's arena and is released by ln_tape_clear, together with every gradient of such tensors. */
+#ifndef LN_TENSOR_H
+#define LN_TENSOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { LN_F32, LN_F64, LN_BF16, LN_I32, LN_I8, LN_U8, LN_DTYPE_COUNT } ln_dtype;
+typedef enum { LN_CPU, LN_CUDA, LN_DEVICE_COUNT } ln_device;
+
+#define LN_MAX_DIMS 6
+
+typedef struct ln_tensor {
+    ln_dtype dtype;
+    ln_device device;
+    int ndim;
+    int64_t shape[LN_MAX_DIMS];
+    int64_t numel;
+    void *data;
+    bool owns_data;       /* false for views (reshape) that alias another tensor's storage */
+    bool in_arena;        /* made by an op: released by ln_tape_clear */
+    bool requires_grad;
+    struct ln_tensor *grad; /* same dtype/shape; made on first accumulation */
+    char name[64];
+} ln_tensor;
+
+size_t ln_dtype_size(ln_dtype dtype);
+const char *ln_dtype_name(ln_dtype dtype);
+bool ln_dtype_is_float(ln_dtype dtype);
+const char *ln_device_name(ln_device device);
+
+/* A caller-owned tensor, zero-filled. Returns NULL (message set) on bad shape or no memory. */
+ln_tensor *ln_tensor_new(ln_dtype dtype, ln_device device, int ndim, const int64_t *shape);
+ln_tensor *ln_tensor_new_like(const ln_tensor *t);
+void ln_tensor_free(ln_tensor *t);
+/* Sets the gradient to zero (keeping its buffer). */
+void ln_tensor_zero_grad(ln_tensor *t);
+void ln_tensor_set_name(ln_tensor *t, const char *name);
+
+/* "[2, 3, 4]" into buf; returns buf. */
+const char *ln_shape_str(const ln_tensor *t, char *buf, size_t len);
+bool ln_same_shape(const ln_tensor *a, const ln_tensor *b);
+int64_t ln_shape_numel(int ndim, const int64_t *shape);
+
+/* Element access in double, whatever the storage dtype (CPU tensors). */
+double ln_get(const ln_tensor *t, int64_t i);
+void ln_set(ln_tensor *t, int64_t i, double v);
+int ln_tensor_copy(ln_tensor *dst, const ln_tensor *src); /* same numel; converts dtype */
+
+uint16_t ln_f32_to_bf16(float f);
+float ln_bf16_to_f32(uint16_t b);
+
+/* The CPU reference computes in double. These move a tensor's values in and out of a freshly
+ * malloc'd double array (the caller frees it), converting from f32/bf16/f64 storage. */
+double *ln_f64_read(const ln_tensor *t);
+double *ln_f64_read_grad(const ln_tensor *t);   /* t's gradient, zeros when it has none */
+double *ln_f64_zeros(int64_t n);
+int ln_f64_write(ln_tensor *t, const double *v);
+/* t->grad += dv, when t requires a gradient (no-op otherwise). */
+int ln_f64_accum_grad(ln_tensor *t, const double *dv);
+/* The gradient tensor of t, made (zero) if absent. */
+ln_tensor *ln_grad_of(ln_tensor *t);
+
+#endif

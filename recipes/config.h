@@ -1,0 +1,93 @@
+/* The resolved recipe: every key a run reads, with its default. Keys are table-driven (one row
+ * per key in config.c), so YAML loading, --set overrides, the "did you mean" hint and the
+ * resolved-recipe dump all come from the same table. */
+#ifndef LN_CONFIG_H
+#define LN_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define LN_MAX_LAYERS 64
+#define LN_NAME_LEN 32
+#define LN_PATH_LEN 1024
+
+typedef struct ln_model_config {
+    int vocab_size;       /* model.vocab_size */
+    int d_model;          /* model.d_model */
+    int n_layers;         /* model.n_layers */
+    int n_heads;          /* model.n_heads */
+    int n_kv_heads;       /* model.n_kv_heads (grouped-query attention; = n_heads for MHA) */
+    int mlp_hidden;       /* model.mlp_hidden (SwiGLU hidden width) */
+    double rope_theta;    /* model.rope_theta */
+    double norm_eps;      /* model.norm_eps */
+    double init_std;      /* model.init_std */
+    bool tied_embeddings; /* model.tied_embeddings */
+    /* model.attention: one kind for every layer ("softmax") or a YAML list, one per layer */
+    char attention[LN_MAX_LAYERS][LN_NAME_LEN];
+} ln_model_config;
+
+typedef struct ln_train_config {
+    int64_t steps;      /* train.steps: optimizer steps */
+    int batch_size;     /* train.batch_size: sequences per optimizer step, all ranks and micro-steps */
+    int seq_len;        /* train.seq_len */
+    int grad_accum;     /* train.grad_accum: micro-steps per optimizer step */
+    uint64_t seed;      /* train.seed */
+    int log_every;      /* train.log_every: progress line period (steps) */
+    char device[LN_NAME_LEN]; /* train.device: auto | cpu | cuda */
+    char dtype[LN_NAME_LEN];  /* train.dtype: fp32 | bf16 */
+} ln_train_config;
+
+typedef struct ln_optim_config {
+    double lr;           /* optim.lr: peak learning rate */
+    double min_lr;       /* optim.min_lr: floor of the cosine decay */
+    int64_t warmup;      /* optim.warmup: linear warmup steps */
+    double weight_decay; /* optim.weight_decay (decoupled; not on norms or embeddings by default) */
+    bool decay_embeddings; /* optim.decay_embeddings */
+    double beta1, beta2, eps; /* optim.beta1, optim.beta2, optim.eps */
+    double grad_clip;    /* optim.grad_clip: global L2 norm; 0 disables */
+} ln_optim_config;
+
+typedef struct ln_data_config {
+    char path[LN_PATH_LEN]; /* data.path: directory of token shards (linnet prep) */
+} ln_data_config;
+
+typedef struct ln_ckpt_config {
+    int64_t every; /* ckpt.every: steps between checkpoints; the last step always writes one */
+    int keep;      /* ckpt.keep: newest checkpoints kept (0 keeps all) */
+} ln_ckpt_config;
+
+typedef struct ln_eval_config {
+    int64_t every; /* eval.every: steps between validation passes; 0 disables */
+    int batches;   /* eval.batches: validation batches of train.batch_size sequences */
+} ln_eval_config;
+
+typedef struct ln_sample_config {
+    char prompt[256];   /* sample.prompt: printed after training, and the default for `linnet sample` */
+    int tokens;         /* sample.tokens */
+    double temperature; /* sample.temperature (0 = greedy) */
+    int top_k;          /* sample.top_k (0 = all) */
+} ln_sample_config;
+
+typedef struct ln_config {
+    ln_model_config model;
+    ln_train_config train;
+    ln_optim_config optim;
+    ln_data_config data;
+    ln_ckpt_config ckpt;
+    ln_eval_config eval;
+    ln_sample_config sample;
+} ln_config;
+
+void ln_config_defaults(ln_config *c);
+/* Applies a YAML file over c. Errors name the file, the line and the key. */
+int ln_config_load_file(ln_config *c, const char *path);
+/* Same from a string; origin names it in errors. */
+int ln_config_load_string(ln_config *c, const char *yaml, const char *origin);
+/* Applies one "key=value" override (the value is parsed as YAML: lists allowed). */
+int ln_config_set(ln_config *c, const char *assignment);
+/* Cross-key checks (heads divide d_model, batch divisible, paths set, ...), naming the keys. */
+int ln_config_validate(const ln_config *c);
+/* The resolved recipe as YAML (malloc'd); loading it gives back the same config. */
+char *ln_config_to_yaml(const ln_config *c);
+
+#endif

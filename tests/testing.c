@@ -1,0 +1,56 @@
+#include "testing.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+const char *test_tmpdir(void) {
+    const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    char *path = malloc(strlen(base) + 32);
+    sprintf(path, "%s/linnet-test-XXXXXX", base);
+    return mkdtemp(path);
+}
+
+int test_system(const char *cmd, const char *log) {
+    char *full = malloc(strlen(cmd) + (log ? strlen(log) : 0) + 32);
+    if (log)
+        sprintf(full, "%s >%s 2>&1", cmd, log);
+    else
+        sprintf(full, "%s", cmd);
+    int status = system(full);
+    free(full);
+    if (status == -1 || !WIFEXITED(status)) return -1;
+    return WEXITSTATUS(status);
+}
+
+const char *test_linnet_bin(void) { return getenv("LINNET_BIN") ? getenv("LINNET_BIN") : "build/linnet"; }
+
+const char *test_source_dir(void) { return getenv("LINNET_SOURCE_DIR") ? getenv("LINNET_SOURCE_DIR") : "."; }
+
+char *test_read_file(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    size_t got = fread(buf, 1, (size_t)n, f);
+    buf[got] = '\0';
+    fclose(f);
+    return buf;
+}
+
+double test_rel_error(const ln_tensor *a, const ln_tensor *b) {
+    if (a->numel != b->numel) return INFINITY;
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < a->numel; i++) {
+        double d = ln_get(a, i) - ln_get(b, i);
+        num += d * d;
+        den += ln_get(b, i) * ln_get(b, i);
+    }
+    double rel = sqrt(num) / sqrt(den > 0 ? den : 1);
+    return isnan(rel) ? INFINITY : rel;
+}
