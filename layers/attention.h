@@ -1,0 +1,24 @@
+/* Attention kinds, chosen per layer by name from the recipe (model.attention). Each kind is one
+ * table entry in attention.c; adding a kind (gla, linear, nsa, ...) adds a file and a row. */
+#ifndef LN_ATTENTION_H
+#define LN_ATTENTION_H
+
+#include "autograd/ops.h"
+#include "layers/params.h"
+#include "recipes/config.h"
+
+typedef struct ln_attention_kind {
+    const char *name;
+    /* Adds the kind's parameters under prefix and returns its state (or NULL + message). */
+    void *(*create)(ln_params *params, const char *prefix, const ln_model_config *cfg);
+    /* x [B, T, d_model] -> [B, T, d_model], causal. */
+    ln_tensor *(*forward)(void *state, ln_tensor *x);
+    void (*destroy)(void *state);
+} ln_attention_kind;
+
+/* The kind named `name`, or NULL with a message listing the known kinds. */
+const ln_attention_kind *ln_attention_kind_find(const char *name);
+
+extern const ln_attention_kind ln_attention_softmax;
+
+#endif

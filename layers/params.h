@@ -1,0 +1,42 @@
+/* A model's parameters: named, caller-owned f32 tensors with their init rule and whether weight
+ * decay applies. Names are the checkpoint's dataset names ("layers.0.attn.wq"). */
+#ifndef LN_PARAMS_H
+#define LN_PARAMS_H
+
+#include <stdbool.h>
+
+#include "autograd/rng.h"
+#include "autograd/tensor.h"
+
+typedef enum {
+    LN_INIT_NORMAL,   /* N(0, std) */
+    LN_INIT_RESIDUAL, /* N(0, std / sqrt(2 * n_layers)): projections into the residual stream */
+    LN_INIT_ONES,     /* norm gains */
+    LN_INIT_ZEROS,    /* biases */
+} ln_init_rule;
+
+typedef struct ln_param {
+    char name[96];
+    ln_tensor *tensor;
+    ln_init_rule init;
+    bool decay;    /* AdamW weight decay applies */
+    bool embedding; /* decayed only when optim.decay_embeddings */
+} ln_param;
+
+typedef struct ln_params {
+    int n, cap;
+    ln_param *items;
+} ln_params;
+
+/* Adds a zero f32 CPU parameter (requires_grad) named prefix + "." + name; NULL + message on failure. */
+ln_tensor *ln_params_add(ln_params *p, const char *prefix, const char *name, int ndim, const int64_t *shape,
+                         ln_init_rule init, bool decay);
+/* Fills every parameter by its rule, in order, from one seeded stream: the same seed gives the
+ * same model. */
+void ln_params_init(ln_params *p, uint64_t seed, double std, int n_layers);
+ln_param *ln_params_find(ln_params *p, const char *name);
+int64_t ln_params_count(const ln_params *p); /* total elements */
+void ln_params_zero_grad(ln_params *p);
+void ln_params_free(ln_params *p);
+
+#endif

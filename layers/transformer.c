@@ -1,0 +1,67 @@
+#include "transformer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "autograd/error.h"
+
+int ln_transformer_create(ln_transformer *m, const ln_model_config *cfg, uint64_t seed) {
+    memset(m, 0, sizeof *m);
+    m->cfg = *cfg;
+    int64_t V = cfg->vocab_size, d = cfg->d_model;
+    m->blocks = calloc((size_t)cfg->n_layers, sizeof *m->blocks);
+    if (!m->blocks) return ln_fail("model: out of host memory");
+    /* embeddings are not decayed by default (optim.decay_embeddings) */
+    m->embedding = ln_params_add(&m->params, "", "embedding", 2, (int64_t[]){V, d}, LN_INIT_NORMAL, false);
+    if (!m->embedding) return LN_ERR;
+    m->params.items[m->params.n - 1].embedding = true;
+    for (int i = 0; i < cfg->n_layers; i++) {
+        ln_block *b = &m->blocks[i];
+        char prefix[64];
+        snprintf(prefix, sizeof prefix, "layers.%d", i);
+        b->attention_kind = ln_attention_kind_find(cfg->attention[i]);
+        if (!b->attention_kind) return ln_fail_context("model.attention[%d]", i);
+        b->attn_norm = ln_params_add(&m->params, prefix, "attn_norm", 1, (int64_t[]){d}, LN_INIT_ONES, false);
+        snprintf(prefix, sizeof prefix, "layers.%d.attn", i);
+        b->attention = b->attention_kind->create(&m->params, prefix, cfg);
+        if (!b->attn_norm || !b->attention) return LN_ERR;
+        snprintf(prefix, sizeof prefix, "layers.%d", i);
+        b->mlp_norm = ln_params_add(&m->params, prefix, "mlp_norm", 1, (int64_t[]){d}, LN_INIT_ONES, false);
+        snprintf(prefix, sizeof prefix, "layers.%d.mlp", i);
+        if (!b->mlp_norm || ln_mlp_create(&b->mlp, &m->params, prefix, cfg->d_model, cfg->mlp_hidden)) return LN_ERR;
+    }
+    m->final_norm = ln_params_add(&m->params, "", "final_norm", 1, (int64_t[]){d}, LN_INIT_ONES, false);
+    if (!m->final_norm) return LN_ERR;
+    if (cfg->tied_embeddings) {
+        m->lm_head = m->embedding;
+    } else {
+        m->lm_head = ln_params_add(&m->params, "", "lm_head", 2, (int64_t[]){V, d}, LN_INIT_NORMAL, true);
+        if (!m->lm_head) return LN_ERR;
+    }
+    ln_params_init(&m->params, seed, cfg->init_std, cfg->n_layers);
+    return LN_OK;
+}
+
+ln_tensor *ln_transformer_logits(ln_transformer *m, ln_tensor *ids) {
+    const double eps = m->cfg.norm_eps;
+    ln_tensor *x = ln_embedding(m->embedding, ids);
+    for (int i = 0; i < m->cfg.n_layers; i++) {
+        ln_block *b = &m->blocks[i];
+        x = ln_add(x, b->attention_kind->forward(b->attention, ln_rmsnorm(x, b->attn_norm, eps)));
+        x = ln_add(x, ln_mlp_forward(&b->mlp, ln_rmsnorm(x, b->mlp_norm, eps)));
+    }
+    return ln_matmul(ln_rmsnorm(x, m->final_norm, eps), m->lm_head, false, true);
+}
+
+ln_tensor *ln_transformer_loss(ln_transformer *m, ln_tensor *ids, ln_tensor *targets) {
+    return ln_cross_entropy(ln_transformer_logits(m, ids), targets);
+}
+
+void ln_transformer_free(ln_transformer *m) {
+    for (int i = 0; m->blocks && i < m->cfg.n_layers; i++)
+        if (m->blocks[i].attention) m->blocks[i].attention_kind->destroy(m->blocks[i].attention);
+    free(m->blocks);
+    ln_params_free(&m->params);
+    memset(m, 0, sizeof *m);
+}

@@ -1,0 +1,86 @@
+#include "adamw.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#include "autograd/error.h"
+
+int ln_adamw_create(ln_adamw *opt, ln_params *params, const ln_optim_config *cfg) {
+    opt->cfg = *cfg;
+    opt->params = params;
+    opt->step = 0;
+    opt->m = calloc((size_t)params->n, sizeof *opt->m);
+    opt->v = calloc((size_t)params->n, sizeof *opt->v);
+    if (!opt->m || !opt->v) return ln_fail("adamw: out of host memory");
+    for (int i = 0; i < params->n; i++) {
+        opt->m[i] = ln_tensor_new_like(params->items[i].tensor);
+        opt->v[i] = ln_tensor_new_like(params->items[i].tensor);
+        if (!opt->m[i] || !opt->v[i]) return LN_ERR;
+    }
+    return LN_OK;
+}
+
+bool ln_adamw_decays(const ln_adamw *opt, int i) {
+    const ln_param *p = &opt->params->items[i];
+    return p->decay || (p->embedding && opt->cfg.decay_embeddings);
+}
+
+int ln_adamw_step(ln_adamw *opt, double lr) {
+    const ln_optim_config *c = &opt->cfg;
+    opt->step++;
+    double bias1 = 1 - pow(c->beta1, (double)opt->step), bias2 = 1 - pow(c->beta2, (double)opt->step);
+    for (int i = 0; i < opt->params->n; i++) {
+        ln_tensor *p = opt->params->items[i].tensor;
+        if (!p->grad) continue; /* never reached by the loss: nothing to update */
+        float *w = p->data, *g = p->grad->data, *m = opt->m[i]->data, *v = opt->v[i]->data;
+        double decay = ln_adamw_decays(opt, i) ? lr * c->weight_decay : 0.0;
+        for (int64_t j = 0; j < p->numel; j++) {
+            double gj = g[j];
+            m[j] = (float)(c->beta1 * m[j] + (1 - c->beta1) * gj);
+            v[j] = (float)(c->beta2 * v[j] + (1 - c->beta2) * gj * gj);
+            double update = (m[j] / bias1) / (sqrt(v[j] / bias2) + c->eps);
+            w[j] = (float)(w[j] - decay * w[j] - lr * update);
+        }
+    }
+    return LN_OK;
+}
+
+void ln_adamw_free(ln_adamw *opt) {
+    for (int i = 0; opt->params && i < opt->params->n; i++) {
+        if (opt->m) ln_tensor_free(opt->m[i]);
+        if (opt->v) ln_tensor_free(opt->v[i]);
+    }
+    free(opt->m);
+    free(opt->v);
+    opt->m = opt->v = NULL;
+}
+
+double ln_lr_at(const ln_optim_config *cfg, int64_t step, int64_t total) {
+    if (step < cfg->warmup) return cfg->lr * (double)(step + 1) / (double)cfg->warmup;
+    int64_t span = total - cfg->warmup;
+    if (span <= 0) return cfg->lr;
+    double progress = (double)(step - cfg->warmup) / (double)span;
+    if (progress > 1) progress = 1;
+    return cfg->min_lr + 0.5 * (cfg->lr - cfg->min_lr) * (1 + cos(M_PI * progress));
+}
+
+double ln_clip_grad_norm(ln_params *params, double max_norm) {
+    double sum = 0;
+    for (int i = 0; i < params->n; i++) {
+        ln_tensor *g = params->items[i].tensor->grad;
+        if (!g) continue;
+        const float *d = g->data;
+        for (int64_t j = 0; j < g->numel; j++) sum += (double)d[j] * d[j];
+    }
+    double norm = sqrt(sum);
+    if (max_norm > 0 && norm > max_norm) {
+        float scale = (float)(max_norm / (norm + 1e-12));
+        for (int i = 0; i < params->n; i++) {
+            ln_tensor *g = params->items[i].tensor->grad;
+            if (!g) continue;
+            float *d = g->data;
+            for (int64_t j = 0; j < g->numel; j++) d[j] *= scale;
+        }
+    }
+    return norm;
+}

@@ -1,0 +1,277 @@
+/* The training loop: global batches split over ranks and micro-steps, all-reduced gradients,
+ * clipping, AdamW on a warmup + cosine schedule, metrics, evaluation and checkpoints. */
+#include "recipes/train.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "autograd/error.h"
+#include "autograd/memory.h"
+#include "checkpoints/checkpoint.h"
+#include "optim/adamw.h"
+
+typedef struct run {
+    const ln_config *cfg;
+    const ln_train_options *opts;
+    ln_comm *comm;
+    ln_transformer model;
+    ln_adamw opt;
+    ln_loader *train, *val;
+    ln_rng rng; /* the run's RNG (checkpointed; no op draws from it yet) */
+    int64_t step; /* optimizer steps done */
+    ln_named_tensor *entries; /* checkpoint entries: params, then AdamW m and v */
+    char **entry_names;
+    int n_entries;
+    FILE *metrics;
+} run;
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int make_dir(const char *path) {
+    char buf[LN_PATH_LEN];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(buf, 0755) && errno != EEXIST) return ln_fail("%s: cannot create directory: %s", buf, strerror(errno));
+            *p = '/';
+        }
+    if (mkdir(buf, 0755) && errno != EEXIST) return ln_fail("%s: cannot create directory: %s", buf, strerror(errno));
+    return LN_OK;
+}
+
+static int build_entries(run *r) {
+    ln_params *p = &r->model.params;
+    r->n_entries = 3 * p->n;
+    r->entries = calloc((size_t)r->n_entries, sizeof *r->entries);
+    r->entry_names = calloc((size_t)r->n_entries, sizeof *r->entry_names);
+    if (!r->entries || !r->entry_names) return ln_fail("out of host memory");
+    static const char *groups[3] = {"params", "optim/m", "optim/v"};
+    for (int g = 0; g < 3; g++)
+        for (int i = 0; i < p->n; i++) {
+            int e = g * p->n + i;
+            size_t len = strlen(groups[g]) + strlen(p->items[i].name) + 2;
+            r->entry_names[e] = malloc(len);
+            if (!r->entry_names[e]) return ln_fail("out of host memory");
+            snprintf(r->entry_names[e], len, "%s/%s", groups[g], p->items[i].name);
+            r->entries[e].name = r->entry_names[e];
+            r->entries[e].tensor = g == 0 ? p->items[i].tensor : g == 1 ? r->opt.m[i] : r->opt.v[i];
+        }
+    return LN_OK;
+}
+
+static int save_checkpoint(run *r) {
+    int status = LN_OK;
+    if (r->comm->rank == 0) {
+        char path[LN_PATH_LEN];
+        ln_checkpoint_path(r->opts->out_dir, r->step, path, sizeof path);
+        ln_loader_cursor c = ln_loader_get_cursor(r->train);
+        ln_checkpoint ck = {.n_tensors = r->n_entries, .tensors = r->entries, .step = r->step, .n_cursor = 4,
+                            .loader_cursor = {c.epoch, c.shard, c.window, c.sequences}};
+        memcpy(ck.rng_state, r->rng.s, sizeof ck.rng_state);
+        ck.recipe_yaml = ln_config_to_yaml(r->cfg);
+        status = ck.recipe_yaml ? ln_checkpoint_save(path, &ck) : ln_fail("out of host memory");
+        free(ck.recipe_yaml);
+        if (status == LN_OK) status = ln_checkpoint_prune(r->opts->out_dir, r->cfg->ckpt.keep);
+        if (status == LN_OK) printf("checkpoint %s\n", path);
+    }
+    /* every rank learns whether rank 0's write worked, so none waits on a dead peer */
+    if (ln_comm_agree(r->comm, status) != LN_OK && r->comm->rank != 0) return ln_fail("rank 0 failed to write a checkpoint");
+    return status;
+}
+
+static int resume(run *r) {
+    char path[LN_PATH_LEN];
+    const char *want = r->opts->resume;
+    if (strcmp(want, "auto") == 0) {
+        if (ln_checkpoint_find_latest(r->opts->out_dir, path, sizeof path) != LN_OK) {
+            if (r->comm->rank == 0) printf("no checkpoint in %s: starting fresh\n", r->opts->out_dir);
+            return LN_OK;
+        }
+    } else {
+        snprintf(path, sizeof path, "%s", want);
+    }
+    ln_checkpoint ck = {.n_tensors = r->n_entries, .tensors = r->entries};
+    if (ln_checkpoint_load(path, &ck)) return LN_ERR;
+    free(ck.recipe_yaml);
+    if (ck.n_cursor != 4) return ln_fail("%s: state/loader_cursor has %d entries, expected 4", path, ck.n_cursor);
+    r->step = ck.step;
+    r->opt.step = ck.step;
+    memcpy(r->rng.s, ck.rng_state, sizeof r->rng.s);
+    ln_loader_cursor c = {ck.loader_cursor[0], ck.loader_cursor[1], ck.loader_cursor[2], ck.loader_cursor[3]};
+    if (ln_loader_set_cursor(r->train, c)) return ln_fail_context("%s", path);
+    if (r->comm->rank == 0) printf("resumed from %s at step %lld\n", path, (long long)r->step);
+    return LN_OK;
+}
+
+static void format_duration(double s, char *buf, size_t len) {
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(buf, len, "%ldh%02ldm", t / 3600, t / 60 % 60);
+    else if (t >= 60) snprintf(buf, len, "%ldm%02lds", t / 60, t % 60);
+    else snprintf(buf, len, "%lds", t);
+}
+
+/* One optimizer step: every micro-step of this rank, then the all-reduce and the update. */
+static int train_step(run *r, ln_tensor *ids, ln_tensor *targets, double *loss_out, double *norm_out, double *lr_out) {
+    const ln_train_config *t = &r->cfg->train;
+    int W = r->comm->size, A = t->grad_accum, b = (int)ids->shape[0];
+    ln_params_zero_grad(&r->model.params);
+    double loss_sum = 0;
+    for (int m = 0; m < A; m++) {
+        /* micro-step m of rank k takes sequences [(m*W + k) * b, +b) of the global batch */
+        if (ln_loader_skip(r->train, r->comm->rank * b) || ln_loader_next(r->train, b, ids->data, targets->data) ||
+            ln_loader_skip(r->train, (W - 1 - r->comm->rank) * b))
+            return LN_ERR;
+        ln_tensor *loss = ln_transformer_loss(&r->model, ids, targets);
+        ln_tensor *scaled = ln_scale(loss, 1.0 / (A * W));
+        if (!scaled || ln_backward(scaled)) return ln_fail_context("step %lld", (long long)r->step + 1);
+        loss_sum += ln_get(loss, 0) / (A * W);
+        ln_tape_clear();
+    }
+    if (ln_comm_allreduce_grads(r->comm, &r->model.params) || ln_comm_allreduce_f64(r->comm, &loss_sum, 1))
+        return LN_ERR;
+    *norm_out = ln_clip_grad_norm(&r->model.params, r->cfg->optim.grad_clip);
+    *lr_out = ln_lr_at(&r->cfg->optim, r->step, t->steps);
+    *loss_out = loss_sum;
+    if (!isfinite(loss_sum)) return ln_fail("step %lld: loss is %g (diverged; lower optim.lr?)", (long long)r->step + 1, loss_sum);
+    return ln_adamw_step(&r->opt, *lr_out);
+}
+
+static int evaluate(run *r, double *val_loss) {
+    const ln_config *c = r->cfg;
+    return ln_evaluate(&r->model, r->val, c->eval.batches, c->train.batch_size, c->train.seq_len, r->comm, val_loss);
+}
+
+static int loop(run *r) {
+    const ln_config *c = r->cfg;
+    int W = r->comm->size;
+    int b = c->train.batch_size / (c->train.grad_accum * W);
+    ln_tensor *ids = ln_tensor_new(LN_I32, LN_CPU, 2, (int64_t[]){b, c->train.seq_len});
+    ln_tensor *targets = ln_tensor_new(LN_I32, LN_CPU, 2, (int64_t[]){b, c->train.seq_len});
+    if (!ids || !targets) return LN_ERR;
+    int64_t last = r->opts->stop_at > 0 && r->opts->stop_at < c->train.steps ? r->opts->stop_at : c->train.steps;
+    int64_t first = r->step;
+    double start = now_seconds(), tokens_per_step = (double)c->train.batch_size * c->train.seq_len;
+    int status = LN_OK;
+    while (r->step < last && status == LN_OK) {
+        double t0 = now_seconds(), loss, norm, lr;
+        status = train_step(r, ids, targets, &loss, &norm, &lr);
+        if (status) break;
+        r->step++;
+        double dt = now_seconds() - t0, tps = tokens_per_step / dt;
+        double val_loss = NAN;
+        if (r->val && c->eval.every > 0 && (r->step % c->eval.every == 0 || r->step == c->train.steps))
+            status = evaluate(r, &val_loss);
+        if (r->comm->rank == 0) {
+            fprintf(r->metrics, "{\"step\":%lld,\"loss\":%.17g,\"lr\":%.17g,\"grad_norm\":%.17g,\"tokens_per_s\":%.1f",
+                    (long long)r->step, loss, lr, norm, tps);
+            if (!isnan(val_loss)) fprintf(r->metrics, ",\"val_loss\":%.17g", val_loss);
+            fputs("}\n", r->metrics);
+            fflush(r->metrics);
+            if (r->step % c->train.log_every == 0 || r->step == last || r->step == first + 1 || !isnan(val_loss)) {
+                double elapsed = now_seconds() - start, per_step = elapsed / (double)(r->step - first);
+                char eta[32];
+                format_duration(per_step * (double)(last - r->step), eta, sizeof eta);
+                printf("step %lld/%lld | loss %.4f | lr %.2e | grad norm %.3f | %.0f tok/s | eta %s",
+                       (long long)r->step, (long long)c->train.steps, loss, lr, norm, tps, eta);
+                if (!isnan(val_loss)) printf(" | val loss %.4f", val_loss);
+                putchar('\n');
+                fflush(stdout);
+            }
+        }
+        if (status == LN_OK && ((c->ckpt.every > 0 && r->step % c->ckpt.every == 0) || r->step == last))
+            status = save_checkpoint(r);
+    }
+    ln_tensor_free(ids);
+    ln_tensor_free(targets);
+    return status;
+}
+
+static int setup(run *r) {
+    const ln_config *c = r->cfg;
+    const ln_train_config *t = &c->train;
+    if (t->batch_size % (t->grad_accum * r->comm->size))
+        return ln_fail("train.batch_size %d does not split into train.grad_accum %d micro-steps on %d ranks",
+                       t->batch_size, t->grad_accum, r->comm->size);
+    char gpu[128];
+    if (strcmp(t->device, "cuda") == 0)
+        return ln_fail("train.device: cuda: the CUDA training path is not built yet; use cpu or auto");
+    if (strcmp(t->device, "auto") == 0 && ln_cuda_available(gpu, sizeof gpu) && r->comm->rank == 0)
+        printf("note: GPU %s found, but the CUDA training path is not built yet: training on the CPU\n", gpu);
+    if (strcmp(t->dtype, "fp32") != 0) return ln_fail("train.dtype: %s needs the CUDA backend; the CPU trains in fp32", t->dtype);
+    if (ln_loader_open(&r->train, c->data.path, "train", t->seq_len, t->seed, true)) return ln_fail_context("data.path");
+    if (ln_loader_vocab_size(r->train) > c->model.vocab_size)
+        return ln_fail("data.path %s: shards use a vocabulary of %d tokens but model.vocab_size is %d", c->data.path,
+                       ln_loader_vocab_size(r->train), c->model.vocab_size);
+    if (c->eval.every > 0 && ln_loader_open(&r->val, c->data.path, "val", t->seq_len, t->seed, false))
+        return ln_fail_context("eval (set eval.every=0 to train without validation)");
+    if (ln_transformer_create(&r->model, &c->model, t->seed) || ln_adamw_create(&r->opt, &r->model.params, &c->optim) ||
+        build_entries(r))
+        return LN_ERR;
+    ln_rng_seed(&r->rng, t->seed ^ 0x5eed);
+    char existing[LN_PATH_LEN];
+    if (!r->opts->resume && ln_checkpoint_find_latest(r->opts->out_dir, existing, sizeof existing) == LN_OK)
+        return ln_fail("%s already holds checkpoints (%s): pass --resume auto to continue, or another --out",
+                       r->opts->out_dir, existing);
+    ln_error_clear();
+    if (r->opts->resume && resume(r)) return LN_ERR;
+    if (r->comm->rank == 0) {
+        if (make_dir(r->opts->out_dir)) return LN_ERR;
+        char path[LN_PATH_LEN];
+        snprintf(path, sizeof path, "%s/metrics.jsonl", r->opts->out_dir);
+        r->metrics = fopen(path, r->step > 0 ? "a" : "w");
+        if (!r->metrics) return ln_fail("%s: cannot open for writing: %s", path, strerror(errno));
+        snprintf(path, sizeof path, "%s/recipe.yaml", r->opts->out_dir);
+        char *yaml = ln_config_to_yaml(c);
+        FILE *f = fopen(path, "w");
+        if (!yaml || !f) {
+            free(yaml);
+            if (f) fclose(f);
+            return ln_fail("%s: cannot write the resolved recipe", path);
+        }
+        fputs(yaml, f);
+        fclose(f);
+        free(yaml);
+        printf("model: %lld parameters, %d layers, d_model %d | data: %lld train sequences of %d tokens | %d rank%s\n",
+               (long long)ln_params_count(&r->model.params), c->model.n_layers, c->model.d_model,
+               (long long)ln_loader_sequences_per_epoch(r->train), t->seq_len, r->comm->size, r->comm->size > 1 ? "s" : "");
+    }
+    return LN_OK;
+}
+
+static int sample_at_end(run *r) {
+    const ln_sample_config *s = &r->cfg->sample;
+    ln_tokenizer *tok = NULL;
+    if (ln_tokenizer_open(&tok, ln_loader_tokenizer(r->train))) return LN_ERR;
+    printf("--- sample (%d tokens, temperature %.2f) ---\n", s->tokens, s->temperature);
+    int status = ln_sample(&r->model, tok, s->prompt, s->tokens, s->temperature, s->top_k, r->cfg->train.seed,
+                           r->cfg->train.seq_len, stdout);
+    ln_tokenizer_free(tok);
+    return status;
+}
+
+int ln_train(const ln_config *cfg, const ln_train_options *opts, ln_comm *comm) {
+    run r = {.cfg = cfg, .opts = opts, .comm = comm};
+    int status = setup(&r);
+    if (status == LN_OK) status = loop(&r);
+    if (status == LN_OK && opts->sample_at_end && comm->rank == 0) status = sample_at_end(&r);
+    if (r.metrics) fclose(r.metrics);
+    for (int i = 0; r.entry_names && i < r.n_entries; i++) free(r.entry_names[i]);
+    free(r.entry_names);
+    free(r.entries);
+    ln_adamw_free(&r.opt);
+    ln_transformer_free(&r.model);
+    if (r.train) ln_loader_close(r.train);
+    if (r.val) ln_loader_close(r.val);
+    ln_tape_clear();
+    return status;
+}
