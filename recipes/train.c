@@ -162,6 +162,15 @@ static int loop(run *r) {
     int64_t first = r->step;
     double start = now_seconds(), tokens_per_step = (double)c->train.batch_size * c->train.seq_len;
     int status = LN_OK;
+    if (r->step == 0 && r->val && c->eval.every > 0) {
+        /* the untrained model's validation loss: the baseline training must beat */
+        double val_loss;
+        status = evaluate(r, &val_loss);
+        if (status == LN_OK && r->comm->rank == 0) {
+            fprintf(r->metrics, "{\"step\":0,\"val_loss\":%.17g}\n", val_loss);
+            printf("step 0/%lld | val loss %.4f\n", (long long)c->train.steps, val_loss);
+        }
+    }
     while (r->step < last && status == LN_OK) {
         double t0 = now_seconds(), loss, norm, lr;
         status = train_step(r, ids, targets, &loss, &norm, &lr);
