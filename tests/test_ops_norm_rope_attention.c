@@ -143,10 +143,26 @@ static void layernorm_gives_zero_mean_unit_variance(void **state) {
 }
 
 static void layernorm_bad_bias_names_the_shape(void **state) {
-    ln_tensor *x = randn(2, (int64_t[]){3, 6}, 25), *w = randn(1, (int64_t[]){6}, 26), *b = randn(1, (int64_t[]){7}, 27);
+    ln_tensor *x = randn(2, (int64_t[]){3, 6}, 25), *w = randn(1, (int64_t[]){6}, 26),
+              *b = randn(1, (int64_t[]){7}, 27);
     assert_null(ln_layernorm(x, w, b, 1e-5));
     assert_non_null(strstr(ln_error_message(), "[3, 6]"));
     assert_non_null(strstr(ln_error_message(), "[7]"));
+    ln_tape_clear();
+    free_all(3, (ln_tensor *[]){x, w, b});
+}
+
+/* eps sits inside the square root, added to the mean square (rmsnorm) or the variance (layernorm) */
+static void norms_add_eps_inside_the_sqrt(void **state) {
+    ln_tensor *x = filled(2, (int64_t[]){1, 4}, 1e-3), *w = filled(1, (int64_t[]){4}, 1.0),
+              *b = filled(1, (int64_t[]){4}, 0.0);
+    ln_set(x, 1, -1e-3); /* mean square 1e-6, mean 0, variance 1e-6 */
+    ln_set(x, 3, -1e-3);
+    ln_tensor *r = ln_rmsnorm(x, w, 3e-6), *l = ln_layernorm(x, w, b, 3e-6);
+    assert_tensor(r);
+    assert_tensor(l);
+    assert_true(fabs(ln_get(r, 0) - 0.5) < 1e-12);
+    assert_true(fabs(ln_get(l, 1) + 0.5) < 1e-12);
     ln_tape_clear();
     free_all(3, (ln_tensor *[]){x, w, b});
 }
@@ -244,10 +260,10 @@ static void attention_gradcheck_case(int64_t B, int64_t T, int64_t S, int64_t Hq
 }
 
 static void attention_gradcheck(void **state) {
-    attention_gradcheck_case(2, 3, 4, 2, 2, 4, false, 0.7, 41);      /* plain, S > T */
-    attention_gradcheck_case(2, 4, 4, 2, 2, 4, true, 0.5, 44);       /* causal */
-    attention_gradcheck_case(1, 3, 5, 4, 2, 4, true, 0.3, 47);       /* GQA, causal, S > T */
-    attention_gradcheck_case(1, 5, 3, 4, 1, 2, false, 1.3, 50);      /* MQA, T > S */
+    attention_gradcheck_case(2, 3, 4, 2, 2, 4, false, 0.7, 41); /* plain, S > T */
+    attention_gradcheck_case(2, 4, 4, 2, 2, 4, true, 0.5, 44);  /* causal */
+    attention_gradcheck_case(1, 3, 5, 4, 2, 4, true, 0.3, 47);  /* GQA, causal, S > T */
+    attention_gradcheck_case(1, 5, 3, 4, 1, 2, false, 1.3, 50); /* MQA, T > S */
 }
 
 /* The test's own attention: materialized scores and softmax, straight from the definition. */
@@ -300,7 +316,8 @@ static ln_tensor *repeat_heads(const ln_tensor *kv, int64_t group) {
     ln_tensor *r = ln_tensor_new(LN_F64, LN_CPU, 4, (int64_t[]){B, S, Hkv * group, D});
     for (int64_t bs = 0; bs < B * S; bs++)
         for (int64_t h = 0; h < Hkv * group; h++)
-            for (int64_t d = 0; d < D; d++) ln_set(r, (bs * Hkv * group + h) * D + d, ln_get(kv, (bs * Hkv + h / group) * D + d));
+            for (int64_t d = 0; d < D; d++)
+                ln_set(r, (bs * Hkv * group + h) * D + d, ln_get(kv, (bs * Hkv + h / group) * D + d));
     r->requires_grad = true;
     return r;
 }
@@ -391,6 +408,48 @@ static void f32_matches_f64(void **state) {
     free_all(2, y);
 }
 
+/* ---- backward reads only what went through the saved-tensor hook ---- */
+
+static ln_tensor *copies[64];
+static int n_copies;
+static void *copy_pack(ln_tensor *t, void *ctx) { /* an "offload": a private copy */
+    ln_tensor *c = ln_tensor_new_like(t);
+    if (!c || ln_tensor_copy(c, t) || n_copies == 64) fail_msg("copy_pack: %s", ln_error_message());
+    return copies[n_copies++] = c;
+}
+static ln_tensor *copy_unpack(void *packed, void *ctx) { return packed; }
+
+static ln_tensor *all_four_ops(ln_tensor *const *t) {
+    return ln_attention(ln_layernorm(t[0], t[3], t[4], 1e-5), ln_rope(t[1], 500.0, 1), ln_rmsnorm(t[2], t[3], 1e-6),
+                        true, 0.3);
+}
+
+static void backward_uses_only_saved_tensors(void **state) {
+    ln_tensor *ref[5] = {randn(4, (int64_t[]){1, 3, 2, 4}, 130), randn(4, (int64_t[]){1, 4, 1, 4}, 131),
+                         randn(4, (int64_t[]){1, 4, 1, 4}, 132), randn(1, (int64_t[]){4}, 133),
+                         randn(1, (int64_t[]){4}, 134)},
+              *hooked[5];
+    for (int i = 0; i < 5; i++) hooked[i] = copy_as(ref[i], LN_F64);
+    ln_tensor *y = backward_weighted(all_four_ops(ref));
+    ln_saved_hooks hooks = {copy_pack, copy_unpack, NULL};
+    ln_set_saved_hooks(&hooks);
+    n_copies = 0;
+    ln_tensor *y2 = all_four_ops(hooked);
+    assert_tensor(y2);
+    /* clobber the inputs: backward must find their values in the packed copies */
+    for (int i = 0; i < 5; i++)
+        for (int64_t j = 0; j < hooked[i]->numel; j++) ln_set(hooked[i], j, 1e6);
+    y2 = backward_weighted(y2);
+    ln_set_saved_hooks(NULL);
+    assert_true(n_copies >= 5);
+    for (int i = 0; i < 5; i++) assert_true(test_rel_error(hooked[i]->grad, ref[i]->grad) < 1e-14);
+    assert_true(test_rel_error(y2, y) < 1e-14);
+    free_all(n_copies, copies);
+    free_all(5, ref);
+    free_all(5, hooked);
+    free_all(2, (ln_tensor *[]){y, y2});
+}
+
 /* ---- attention shape errors ---- */
 
 static void attention_bad_shapes_name_the_shapes(void **state) {
@@ -431,6 +490,7 @@ int main(void) {
         cmocka_unit_test(layernorm_gradcheck),
         cmocka_unit_test(layernorm_gives_zero_mean_unit_variance),
         cmocka_unit_test(layernorm_bad_bias_names_the_shape),
+        cmocka_unit_test(norms_add_eps_inside_the_sqrt),
         cmocka_unit_test(rope_gradcheck),
         cmocka_unit_test(rope_matches_rotate_half_by_hand),
         cmocka_unit_test(rope_preserves_norms_and_pos0_is_identity),
@@ -441,6 +501,7 @@ int main(void) {
         cmocka_unit_test(gqa_equals_mha_with_repeated_kv),
         cmocka_unit_test(causal_future_keys_do_not_leak),
         cmocka_unit_test(f32_matches_f64),
+        cmocka_unit_test(backward_uses_only_saved_tensors),
         cmocka_unit_test(attention_bad_shapes_name_the_shapes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
