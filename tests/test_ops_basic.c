@@ -224,6 +224,11 @@ static void matmul_gradients_accumulate(void **state) {
             double want = 2 * (ln_get(b, k * 2) + ln_get(b, k * 2 + 1));
             assert_true(fabs(ln_get(a->grad, i * 4 + k) - want) < 1e-12);
         }
+    /* d sum(AB)/dB[k, j] = sum_i A[i, k]; twice */
+    for (int k = 0; k < 4; k++) {
+        double want = 2 * (ln_get(a, k) + ln_get(a, 4 + k) + ln_get(a, 8 + k));
+        for (int j = 0; j < 2; j++) assert_true(fabs(ln_get(b->grad, k * 2 + j) - want) < 1e-12);
+    }
     ln_tensor_free(a);
     ln_tensor_free(b);
 }
