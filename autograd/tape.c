@@ -127,7 +127,7 @@ ln_tensor *ln_node_view_output(ln_node *n, int input_index, int ndim, const int6
         return NULL;
     }
     *t = (ln_tensor){.dtype = src->dtype, .device = src->device, .ndim = ndim, .numel = src->numel, .data = src->data};
-    memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+    if (ndim > 0) memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
     if (arena_adopt(t)) {
         free(t);
         return NULL;

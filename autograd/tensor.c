@@ -46,7 +46,7 @@ ln_tensor *ln_tensor_new(ln_dtype dtype, ln_device device, int ndim, const int64
     t->dtype = dtype;
     t->device = device;
     t->ndim = ndim;
-    memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+    if (ndim > 0) memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
     t->numel = ln_shape_numel(ndim, shape);
     t->owns_data = true;
     size_t bytes = (size_t)t->numel * ln_dtype_size(dtype);

@@ -172,7 +172,7 @@ static int loop(run *r) {
         }
     }
     while (r->step < last && status == LN_OK) {
-        double t0 = now_seconds(), loss, norm, lr;
+        double t0 = now_seconds(), loss = 0, norm = 0, lr = 0;
         status = train_step(r, ids, targets, &loss, &norm, &lr);
         if (status) break;
         r->step++;
