@@ -379,7 +379,7 @@ static int open_checkpoint(const char *path, hid_t *out) {
     if (is < 0) return h5_fail(path, "cannot read the file");
     if (is == 0) return ln_fail("%s: not an HDF5 file", path);
     hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (file < 0) return h5_fail(path, "cannot open the HDF5 file (truncated or damaged?)");
+    if (file < 0) return h5_fail(path, "cannot open the HDF5 file, truncated or damaged");
 
     int st = LN_OK;
     char *format = NULL;
