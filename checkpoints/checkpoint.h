@@ -37,5 +37,8 @@ int ln_checkpoint_read_recipe(const char *path, char **yaml);
 int ln_checkpoint_find_latest(const char *dir, char *path, size_t len);
 /* dir/step-%08lld.h5 */
 void ln_checkpoint_path(const char *dir, int64_t step, char *path, size_t len);
+/* Deletes all but the newest `keep` step-*.h5 files in dir (keep 0 keeps all; .tmp files and
+ * other names are left alone). LN_ERR when dir cannot be read or a file cannot be removed. */
+int ln_checkpoint_prune(const char *dir, int keep);
 
 #endif
