@@ -19,7 +19,7 @@
 /* Gradient check with the suites' usual step and tolerance. */
 #define assert_gradcheck(fn, ctx, n, inputs) assert_ok(ln_gradcheck(fn, ctx, n, inputs, 1e-6, 1e-6))
 
-/* A fresh temporary directory (mkdtemp under TMPDIR); returns a static-lifetime string. */
+/* A fresh temporary directory (mkdtemp under TMPDIR); the string is static (8 slots, reused). */
 const char *test_tmpdir(void);
 /* Runs a shell command; returns its exit status (-1 when killed by a signal). Output goes to
  * the file `log` when non-NULL. */
