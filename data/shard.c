@@ -1,6 +1,7 @@
 #include "data/shard.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,8 +177,11 @@ static int read_header(FILE *f, const char *path, ln_shard_info *info) {
         return ln_fail("%s: bad vocab size %u", path, info->vocab_size);
     if (w < 4 && info->vocab_size > (1u << (8 * w)))
         return ln_fail("%s: vocab size %u does not fit token width %u", path, info->vocab_size, w);
-    if (info->tokenizer[LN_SHARD_TOKENIZER_BYTES - 1] != '\0' || info->tokenizer[0] == '\0')
-        return ln_fail("%s: bad tokenizer name in header", path);
+    /* A name, then NUL padding: anything else in the field means the header is damaged. */
+    size_t name_len = strnlen(info->tokenizer, LN_SHARD_TOKENIZER_BYTES);
+    bool padded = name_len > 0 && name_len < LN_SHARD_TOKENIZER_BYTES;
+    for (size_t i = name_len; padded && i < LN_SHARD_TOKENIZER_BYTES; i++) padded = info->tokenizer[i] == '\0';
+    if (!padded) return ln_fail("%s: bad tokenizer name field in header", path);
     for (int i = OFF_RESERVED; i < LN_SHARD_HEADER_BYTES; i++)
         if (h[i] != 0) return ln_fail("%s: reserved header bytes are not zero", path);
     if (tokens > (uint64_t)INT64_MAX / 4 || tokens * w > (uint64_t)SIZE_MAX / 2)
