@@ -24,6 +24,7 @@ typedef struct ln_model_config {
     bool tied_embeddings; /* model.tied_embeddings */
     /* model.attention: one kind for every layer ("softmax") or a YAML list, one per layer */
     char attention[LN_MAX_LAYERS][LN_NAME_LEN];
+    int attention_count; /* entries given as a list; 0 when one kind applies to every layer */
 } ln_model_config;
 
 typedef struct ln_train_config {
@@ -49,6 +50,7 @@ typedef struct ln_optim_config {
 
 typedef struct ln_data_config {
     char path[LN_PATH_LEN]; /* data.path: directory of token shards (linnet prep) */
+    char tokenizer[LN_NAME_LEN]; /* data.tokenizer: must match the shards' (for sample/eval) */
 } ln_data_config;
 
 typedef struct ln_ckpt_config {

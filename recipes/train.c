@@ -218,6 +218,9 @@ static int setup(run *r) {
         printf("note: GPU %s found, but the CUDA training path is not built yet: training on the CPU\n", gpu);
     if (strcmp(t->dtype, "fp32") != 0) return ln_fail("train.dtype: %s needs the CUDA backend; the CPU trains in fp32", t->dtype);
     if (ln_loader_open(&r->train, c->data.path, "train", t->seq_len, t->seed, true)) return ln_fail_context("data.path");
+    if (strcmp(ln_loader_tokenizer(r->train), c->data.tokenizer) != 0)
+        return ln_fail("data.path %s: shards were made by the '%s' tokenizer but data.tokenizer is '%s'", c->data.path,
+                       ln_loader_tokenizer(r->train), c->data.tokenizer);
     if (ln_loader_vocab_size(r->train) > c->model.vocab_size)
         return ln_fail("data.path %s: shards use a vocabulary of %d tokens but model.vocab_size is %d", c->data.path,
                        ln_loader_vocab_size(r->train), c->model.vocab_size);

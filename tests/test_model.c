@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "layers/transformer.h"
@@ -85,7 +86,8 @@ static void init_is_seeded(void **state) {
     assert_ok(ln_transformer_create(&a, &c.model, 1));
     assert_ok(ln_transformer_create(&b, &c.model, 1));
     assert_ok(ln_transformer_create(&d, &c.model, 2));
-    ln_tensor *wa = a.params.items[1].tensor, *wb = b.params.items[1].tensor, *wd = d.params.items[1].tensor;
+    ln_tensor *wa = ln_params_find(&a.params, "layers.0.attn.wq")->tensor, *wb = ln_params_find(&b.params, "layers.0.attn.wq")->tensor,
+              *wd = ln_params_find(&d.params, "layers.0.attn.wq")->tensor;
     assert_memory_equal(wa->data, wb->data, (size_t)wa->numel * 4);
     assert_true(memcmp(wa->data, wd->data, (size_t)wa->numel * 4) != 0);
     /* norms start at one, and tied embeddings share the LM head */

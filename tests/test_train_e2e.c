@@ -70,6 +70,13 @@ static int setup(void **state) {
     return 0;
 }
 
+static int teardown(void **state) {
+    if (getenv("LINNET_KEEP_TMP")) return 0; /* keep the runs for a look */
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", root);
+    return test_system(cmd, NULL) == 0 ? 0 : -1;
+}
+
 static void help_works(void **state) {
     assert_int_equal(linnet("help", "--help"), 0);
     assert_int_equal(linnet("help-train", "train --help"), 0);
@@ -272,5 +279,5 @@ int main(void) {
         cmocka_unit_test(mpi_two_ranks_match_one),
         cmocka_unit_test(bad_input_fails_cleanly),
     };
-    return cmocka_run_group_tests(tests, setup, NULL);
+    return cmocka_run_group_tests(tests, setup, teardown);
 }

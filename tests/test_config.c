@@ -1,0 +1,174 @@
+/* Recipes: YAML loading, --set overrides, validation and the resolved-recipe round trip. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "recipes/config.h"
+#include "testing.h"
+
+/* Fails unless loading `yaml` fails with a message containing every needle. */
+static void expect_load_error(const char *yaml, const char *needle1, const char *needle2) {
+    ln_config c;
+    ln_config_defaults(&c);
+    if (ln_config_load_string(&c, yaml, "r.yaml") != LN_ERR) fail_msg("accepted: %s", yaml);
+    const char *msg = ln_error_message();
+    if (!strstr(msg, needle1) || (needle2 && !strstr(msg, needle2))) fail_msg("message '%s' lacks '%s'", msg, needle1);
+    assert_null(strchr(msg, '\n'));
+}
+
+static void expect_set_error(const char *assignment, const char *needle) {
+    ln_config c;
+    ln_config_defaults(&c);
+    if (ln_config_set(&c, assignment) != LN_ERR) fail_msg("accepted --set %s", assignment);
+    if (!strstr(ln_error_message(), needle)) fail_msg("message '%s' lacks '%s'", ln_error_message(), needle);
+}
+
+static void expect_invalid(ln_config *c, const char *needle) {
+    if (ln_config_validate(c) != LN_ERR) fail_msg("validated a config that should fail on %s", needle);
+    if (!strstr(ln_error_message(), needle)) fail_msg("message '%s' lacks '%s'", ln_error_message(), needle);
+}
+
+static void defaults_validate(void **state) {
+    ln_config c;
+    ln_config_defaults(&c);
+    assert_ok(ln_config_validate(&c));
+    assert_string_equal(c.model.attention[3], "softmax");
+}
+
+static void tiny_recipe_is_the_default(void **state) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/recipes/tiny.yaml", test_source_dir());
+    ln_config a, b;
+    ln_config_defaults(&a);
+    ln_config_defaults(&b);
+    assert_ok(ln_config_load_file(&b, path));
+    assert_memory_equal(&a, &b, sizeof a); /* both start from zeroed defaults, so padding matches */
+}
+
+static void values_of_every_type_load(void **state) {
+    ln_config c;
+    ln_config_defaults(&c);
+    assert_ok(ln_config_load_string(&c,
+                                    "model:\n  d_model: 256\n  tied_embeddings: no\n  attention: [softmax, softmax, softmax, softmax]\n"
+                                    "train:\n  steps: 1e3\n  seed: 18446744073709551615\n  device: cpu\n"
+                                    "optim:\n  lr: 3e-4\n  min_lr: 0\n"
+                                    "sample:\n  prompt: \"In the \\\"beginning\\\"\"\n",
+                                    "r.yaml"));
+    assert_int_equal(c.model.d_model, 256);
+    assert_false(c.model.tied_embeddings);
+    assert_int_equal(c.model.attention_count, 4);
+    assert_int_equal(c.train.steps, 1000);
+    assert_true(c.train.seed == UINT64_MAX);
+    assert_string_equal(c.train.device, "cpu");
+    assert_true(c.optim.lr == 3e-4);
+    assert_string_equal(c.sample.prompt, "In the \"beginning\"");
+}
+
+static void resolved_recipe_round_trips(void **state) {
+    ln_config a, b;
+    ln_config_defaults(&a);
+    assert_ok(ln_config_set(&a, "optim.lr=0.1234567890123"));
+    assert_ok(ln_config_set(&a, "model.n_layers=3"));
+    assert_ok(ln_config_set(&a, "model.attention=[softmax, softmax, softmax]"));
+    assert_ok(ln_config_set(&a, "sample.prompt=a \"quoted\" \\ prompt"));
+    assert_ok(ln_config_set(&a, "train.seed=12345678901234"));
+    char *yaml = ln_config_to_yaml(&a);
+    assert_non_null(yaml);
+    ln_config_defaults(&b);
+    assert_ok(ln_config_load_string(&b, yaml, "resolved"));
+    assert_memory_equal(&a, &b, sizeof a);
+    free(yaml);
+}
+
+static void set_parses_each_type(void **state) {
+    ln_config c;
+    ln_config_defaults(&c);
+    assert_ok(ln_config_set(&c, "train.steps=42"));
+    assert_ok(ln_config_set(&c, "optim.warmup=0"));
+    assert_ok(ln_config_set(&c, "optim.weight_decay=1e-2"));
+    assert_ok(ln_config_set(&c, "model.tied_embeddings=false"));
+    assert_ok(ln_config_set(&c, "data.path=/tmp/some where"));
+    assert_ok(ln_config_set(&c, "model.attention=softmax"));
+    assert_int_equal(c.train.steps, 42);
+    assert_int_equal(c.optim.warmup, 0);
+    assert_true(fabs(c.optim.weight_decay - 0.01) < 1e-15);
+    assert_false(c.model.tied_embeddings);
+    assert_string_equal(c.data.path, "/tmp/some where");
+    assert_int_equal(c.model.attention_count, 0);
+}
+
+static void bad_recipes_name_the_key(void **state) {
+    expect_load_error("model:\n  d_model: [1, 2\n", "r.yaml:", "malformed YAML");
+    expect_load_error("optim:\n  lrr: 0.1\n", "'optim.lrr'", "did you mean 'optim.lr'");
+    expect_load_error("optimizer:\n  lr: 0.1\n", "'optimizer'", "did you mean");
+    expect_load_error("train:\n  steps: ten\n", "train.steps", "expected an integer");
+    expect_load_error("train:\n  steps: 2.5\n", "r.yaml:2", "train.steps");
+    expect_load_error("train:\n  batch_size: -4\n", "train.batch_size", "out of range");
+    expect_load_error("model:\n  tied_embeddings: maybe\n", "model.tied_embeddings", NULL);
+    expect_load_error("model:\n  d_model:\n    x: 1\n", "model.d_model", "mapping");
+    expect_load_error("- just\n- a list\n", "r.yaml:1", "mapping of sections");
+    expect_load_error("train: 5\n", "train", "expected a mapping");
+}
+
+static void bad_overrides_name_the_key(void **state) {
+    expect_set_error("train.stepz=3", "did you mean 'train.steps'");
+    expect_set_error("train.steps", "key=value");
+    expect_set_error("optim.lr=fast", "optim.lr");
+    expect_set_error("train.seed=-1", "train.seed");
+    expect_set_error("model.d_model=[1", "model.d_model");
+}
+
+static void validation_names_the_keys(void **state) {
+    ln_config c;
+    ln_config_defaults(&c);
+    c.model.n_heads = 3;
+    expect_invalid(&c, "model.n_heads");
+    ln_config_defaults(&c);
+    c.model.n_kv_heads = 3;
+    expect_invalid(&c, "model.n_kv_heads");
+    ln_config_defaults(&c);
+    c.model.d_model = 12; /* head dim 3: odd */
+    expect_invalid(&c, "RoPE");
+    ln_config_defaults(&c);
+    assert_ok(ln_config_set(&c, "model.attention=[softmax, softmax]"));
+    expect_invalid(&c, "model.n_layers");
+    ln_config_defaults(&c);
+    c.train.grad_accum = 3;
+    expect_invalid(&c, "train.grad_accum");
+    ln_config_defaults(&c);
+    assert_ok(ln_config_set(&c, "train.device=tpu"));
+    expect_invalid(&c, "train.device");
+    ln_config_defaults(&c);
+    c.optim.min_lr = 1;
+    expect_invalid(&c, "optim.min_lr");
+    ln_config_defaults(&c);
+    c.data.path[0] = '\0';
+    expect_invalid(&c, "data.path");
+}
+
+static void missing_file_is_named(void **state) {
+    ln_config c;
+    ln_config_defaults(&c);
+    assert_int_equal(ln_config_load_file(&c, "/nonexistent/recipe.yaml"), LN_ERR);
+    assert_non_null(strstr(ln_error_message(), "/nonexistent/recipe.yaml"));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(defaults_validate),
+        cmocka_unit_test(tiny_recipe_is_the_default),
+        cmocka_unit_test(values_of_every_type_load),
+        cmocka_unit_test(resolved_recipe_round_trips),
+        cmocka_unit_test(set_parses_each_type),
+        cmocka_unit_test(bad_recipes_name_the_key),
+        cmocka_unit_test(bad_overrides_name_the_key),
+        cmocka_unit_test(validation_names_the_keys),
+        cmocka_unit_test(missing_file_is_named),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
