@@ -152,7 +152,7 @@ static void resume_is_bitwise_exact(void **state) {
         if (!(a[s] == b[s])) fail_msg("step %d: uninterrupted loss %.17g, resumed %.17g", s, a[s], b[s]);
 }
 
-static void mpi_two_ranks_match_one(void **state) {
+static void ranks_and_micro_steps_match_one(void **state) {
     if (test_system("command -v mpirun", NULL) != 0) fail_msg("mpirun not found (scripts/install-deps.sh installs it)");
     char args[2048];
     const char *common = "--set data.path=data --set train.steps=10 --set eval.every=5 --set ckpt.every=0";
@@ -174,6 +174,13 @@ static void mpi_two_ranks_match_one(void **state) {
     assert_int_equal(read_metric("ranks2", "loss", b, 10), 11); /* rank 0 alone writes */
     for (int s = 1; s <= 10; s++)
         if (!(fabs(a[s] - b[s]) <= 1e-5 * fabs(a[s]))) fail_msg("step %d: 1 rank %.9g, 2 ranks %.9g", s, a[s], b[s]);
+    /* one process, two micro-steps of half the batch: the same global batch again */
+    snprintf(args, sizeof args, "train --out accum %s %s --set train.grad_accum=2", common, small_model);
+    assert_int_equal(linnet("accum", args), 0);
+    for (int i = 0; i <= 10; i++) b[i] = NAN;
+    read_metric("accum", "loss", b, 10);
+    for (int s = 1; s <= 10; s++)
+        if (!(fabs(a[s] - b[s]) <= 1e-5 * fabs(a[s]))) fail_msg("step %d: 1 micro-step %.9g, 2 micro-steps %.9g", s, a[s], b[s]);
     read_metric("single", "val_loss", a, 10);
     read_metric("ranks2", "val_loss", b, 10);
     assert_true(fabs(a[10] - b[10]) <= 1e-5 * fabs(a[10]));
@@ -276,7 +283,7 @@ int main(void) {
         cmocka_unit_test(help_works),
         cmocka_unit_test(training_lowers_validation_loss),
         cmocka_unit_test(resume_is_bitwise_exact),
-        cmocka_unit_test(mpi_two_ranks_match_one),
+        cmocka_unit_test(ranks_and_micro_steps_match_one),
         cmocka_unit_test(bad_input_fails_cleanly),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
