@@ -74,6 +74,8 @@ void ln_tensor_zero_grad(ln_tensor *t) {
 
 void ln_tensor_set_name(ln_tensor *t, const char *name) { snprintf(t->name, sizeof t->name, "%s", name); }
 
+const char *ln_tensor_label(const ln_tensor *t, const char *role) { return t->name[0] ? t->name : role; }
+
 const char *ln_shape_str(const ln_tensor *t, char *buf, size_t len) {
     size_t used = (size_t)snprintf(buf, len, "[");
     for (int i = 0; i < t->ndim && used < len; i++)

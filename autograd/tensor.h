@@ -41,6 +41,8 @@ void ln_tensor_free(ln_tensor *t);
 /* Sets the gradient to zero (keeping its buffer). */
 void ln_tensor_zero_grad(ln_tensor *t);
 void ln_tensor_set_name(ln_tensor *t, const char *name);
+/* The tensor's name for messages, or `role` ("q", "weight") when it has none. */
+const char *ln_tensor_label(const ln_tensor *t, const char *role);
 
 /* "[2, 3, 4]" into buf; returns buf. */
 const char *ln_shape_str(const ln_tensor *t, char *buf, size_t len);

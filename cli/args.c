@@ -43,3 +43,9 @@ bool cli_double(const char *s, double *out) {
     *out = v;
     return true;
 }
+
+int cli_unknown_option(const char *cmd, const char *arg) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "unknown option '%s' (see linnet %s --help)", arg, cmd);
+    return cli_error(cmd, msg);
+}

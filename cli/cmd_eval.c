@@ -30,9 +30,7 @@ int cmd_eval(int argc, char **argv) {
         } else if (cli_flag(argc, argv, &i, "--batches", &value, &status, "eval")) {
             if (!status && (!cli_int(value, &batches) || batches < 1)) status = cli_error("eval", "--batches needs a count >= 1");
         } else {
-            char msg[256];
-            snprintf(msg, sizeof msg, "unknown option '%s' (see linnet eval --help)", argv[i]);
-            status = cli_error("eval", msg);
+            status = cli_unknown_option("eval", argv[i]);
         }
     }
     if (status) return status;

@@ -35,9 +35,7 @@ int cmd_prep(int argc, char **argv) {
             if (!status && (!cli_int(value, &shard_tokens) || shard_tokens < 1))
                 status = cli_error("prep", "--shard-tokens needs a positive count");
         } else {
-            char msg[256];
-            snprintf(msg, sizeof msg, "unknown option '%s' (see linnet prep --help)", argv[i]);
-            status = cli_error("prep", msg);
+            status = cli_unknown_option("prep", argv[i]);
         }
     }
     if (status) return status;

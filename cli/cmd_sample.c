@@ -35,9 +35,7 @@ int cmd_sample(int argc, char **argv) {
             if (!status && (!cli_double(value, &temperature) || temperature < 0))
                 status = cli_error("sample", "--temperature needs a number >= 0");
         } else {
-            char msg[256];
-            snprintf(msg, sizeof msg, "unknown option '%s' (see linnet sample --help)", argv[i]);
-            status = cli_error("sample", msg);
+            status = cli_unknown_option("sample", argv[i]);
         }
     }
     if (status) return status;

@@ -64,9 +64,7 @@ int cmd_train(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--no-sample")) {
             opts.sample_at_end = false;
         } else {
-            char msg[256];
-            snprintf(msg, sizeof msg, "unknown option '%s' (see linnet train --help)", argv[i]);
-            status = cli_error("train", msg);
+            status = cli_unknown_option("train", argv[i]);
         }
     }
     if (status) goto done;

@@ -47,7 +47,6 @@ ln_tensor *ln_silu(ln_tensor *x) {
     return y && ln_node_run(n) == LN_OK ? y : NULL;
 }
 
-static const char *name_or(const ln_tensor *t, const char *fallback) { return t->name[0] ? t->name : fallback; }
 
 /* ---- GELU, tanh approximation (GPT-2): y = 0.5 x (1 + tanh(u)), u = c (x + 0.044715 x^3),
  * c = sqrt(2/pi); dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 * 0.044715 x^2) ---- */
@@ -92,7 +91,7 @@ static const ln_op gelu_op = {
 ln_tensor *ln_gelu(ln_tensor *x) {
     if (x && !ln_dtype_is_float(x->dtype)) {
         char sx[96];
-        ln_fail("gelu: %s %s is %s, not a float dtype", name_or(x, "x"), ln_shape_str(x, sx, sizeof sx),
+        ln_fail("gelu: %s %s is %s, not a float dtype", ln_tensor_label(x, "x"), ln_shape_str(x, sx, sizeof sx),
                 ln_dtype_name(x->dtype));
         return NULL;
     }
@@ -147,8 +146,8 @@ ln_tensor *ln_swiglu(ln_tensor *gate, ln_tensor *up) {
     if (!gate || !up) return NULL;
     if (!ln_same_shape(gate, up) || !ln_dtype_is_float(gate->dtype) || !ln_dtype_is_float(up->dtype)) {
         char sg[96], su[96];
-        ln_fail("swiglu: %s %s (%s) and %s %s (%s) need one shape and float dtypes", name_or(gate, "gate"),
-                ln_shape_str(gate, sg, sizeof sg), ln_dtype_name(gate->dtype), name_or(up, "up"),
+        ln_fail("swiglu: %s %s (%s) and %s %s (%s) need one shape and float dtypes", ln_tensor_label(gate, "gate"),
+                ln_shape_str(gate, sg, sizeof sg), ln_dtype_name(gate->dtype), ln_tensor_label(up, "up"),
                 ln_shape_str(up, su, sizeof su), ln_dtype_name(up->dtype));
         return NULL;
     }

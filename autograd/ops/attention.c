@@ -147,11 +147,10 @@ static const ln_op attention_op = {
     .backward = {[LN_CPU] = attention_backward_cpu},
 };
 
-static const char *name_or(const ln_tensor *t, const char *role) { return t->name[0] ? t->name : role; }
 
 ln_tensor *ln_attention(ln_tensor *q, ln_tensor *k, ln_tensor *v, bool causal, double scale) {
     if (!q || !k || !v) return NULL; /* an earlier op failed: its message stands */
-    const char *qn = name_or(q, "q"), *kn = name_or(k, "k"), *vn = name_or(v, "v");
+    const char *qn = ln_tensor_label(q, "q"), *kn = ln_tensor_label(k, "k"), *vn = ln_tensor_label(v, "v");
     char qs[96], ks[96], vs[96];
     ln_shape_str(q, qs, sizeof qs);
     ln_shape_str(k, ks, sizeof ks);

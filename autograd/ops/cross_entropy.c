@@ -13,7 +13,6 @@
 /* saved slots */
 enum { SAVED_LOGITS, SAVED_TARGETS, SAVED_LSE };
 
-static const char *name_or(const ln_tensor *t, const char *fallback) { return t->name[0] ? t->name : fallback; }
 
 static int64_t counted(const int32_t *t, int64_t rows) {
     int64_t c = 0;
@@ -28,7 +27,7 @@ static int cross_entropy_forward_cpu(ln_node *n) {
     for (int64_t r = 0; r < rows; r++)
         if (target[r] < -1 || target[r] >= V)
             return ln_fail("cross_entropy: target %d at position %lld of %s is outside [0, %lld) (or -1 to ignore)",
-                           (int)target[r], (long long)r, name_or(tt, "targets"), (long long)V);
+                           (int)target[r], (long long)r, ln_tensor_label(tt, "targets"), (long long)V);
     /* lse at the precision the backward will subtract it from: f64 for f64 logits, else f32 */
     ln_tensor *lse_t = ln_arena_tensor(lt->dtype == LN_F64 ? LN_F64 : LN_F32, lt->device, tt->ndim, tt->shape);
     double *x = ln_f64_read(lt), *lse = ln_f64_zeros(rows);
@@ -93,7 +92,7 @@ ln_tensor *ln_cross_entropy(ln_tensor *logits, ln_tensor *targets) {
     char sl[96], st[96];
     ln_shape_str(logits, sl, sizeof sl);
     ln_shape_str(targets, st, sizeof st);
-    const char *nl = name_or(logits, "logits"), *nt = name_or(targets, "targets");
+    const char *nl = ln_tensor_label(logits, "logits"), *nt = ln_tensor_label(targets, "targets");
     if (logits->ndim < 1 || !ln_dtype_is_float(logits->dtype) || targets->dtype != LN_I32) {
         ln_fail("cross_entropy: need float %s [..., V] and i32 %s [...], got %s %s and %s %s", nl, nt,
                 ln_dtype_name(logits->dtype), sl, ln_dtype_name(targets->dtype), st);

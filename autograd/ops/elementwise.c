@@ -7,7 +7,6 @@
 #include "../error.h"
 #include "../ops.h"
 
-static const char *name_or(const ln_tensor *t, const char *fallback) { return t->name[0] ? t->name : fallback; }
 
 /* Checks b against a (shape or trailing dims, float dtypes); op names the caller in the message. */
 static int check_broadcast(const char *op, const ln_tensor *a, const ln_tensor *b) {
@@ -15,13 +14,13 @@ static int check_broadcast(const char *op, const ln_tensor *a, const ln_tensor *
     ln_shape_str(a, sa, sizeof sa);
     ln_shape_str(b, sb, sizeof sb);
     if (!ln_dtype_is_float(a->dtype) || !ln_dtype_is_float(b->dtype))
-        return ln_fail("%s: %s %s is %s and %s %s is %s: need float dtypes", op, name_or(a, "a"), sa,
-                       ln_dtype_name(a->dtype), name_or(b, "b"), sb, ln_dtype_name(b->dtype));
+        return ln_fail("%s: %s %s is %s and %s %s is %s: need float dtypes", op, ln_tensor_label(a, "a"), sa,
+                       ln_dtype_name(a->dtype), ln_tensor_label(b, "b"), sb, ln_dtype_name(b->dtype));
     bool fits = b->ndim <= a->ndim;
     for (int i = 0; fits && i < b->ndim; i++) fits = b->shape[i] == a->shape[a->ndim - b->ndim + i];
     if (!fits)
-        return ln_fail("%s: %s %s is neither the shape nor the trailing dims of %s %s", op, name_or(b, "b"), sb,
-                       name_or(a, "a"), sa);
+        return ln_fail("%s: %s %s is neither the shape nor the trailing dims of %s %s", op, ln_tensor_label(b, "b"), sb,
+                       ln_tensor_label(a, "a"), sa);
     return LN_OK;
 }
 
@@ -163,7 +162,7 @@ ln_tensor *ln_scale(ln_tensor *x, double s) {
     if (!x) return NULL;
     if (!ln_dtype_is_float(x->dtype)) {
         char sx[96];
-        ln_fail("scale: %s %s is %s, not a float dtype", name_or(x, "x"), ln_shape_str(x, sx, sizeof sx),
+        ln_fail("scale: %s %s is %s, not a float dtype", ln_tensor_label(x, "x"), ln_shape_str(x, sx, sizeof sx),
                 ln_dtype_name(x->dtype));
         return NULL;
     }

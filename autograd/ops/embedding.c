@@ -6,7 +6,6 @@
 #include "../error.h"
 #include "../ops.h"
 
-static const char *name_or(const ln_tensor *t, const char *fallback) { return t->name[0] ? t->name : fallback; }
 
 static int embedding_forward_cpu(ln_node *n) {
     ln_tensor *w = n->in[0], *ids = n->in[1], *y = n->out[0];
@@ -16,7 +15,7 @@ static int embedding_forward_cpu(ln_node *n) {
     for (int64_t i = 0; i < ids->numel; i++) {
         if (id[i] < 0 || id[i] >= V)
             return ln_fail("embedding: id %d at position %lld of %s is outside [0, %lld) (V = %lld)", (int)id[i],
-                           (long long)i, name_or(ids, "ids"), (long long)V, (long long)V);
+                           (long long)i, ln_tensor_label(ids, "ids"), (long long)V, (long long)V);
         /* the output has weight's dtype: a gather is a plain row copy */
         memcpy((char *)y->data + (size_t)i * row_bytes, (const char *)w->data + (size_t)id[i] * row_bytes, row_bytes);
     }
@@ -58,12 +57,12 @@ ln_tensor *ln_embedding(ln_tensor *weight, ln_tensor *ids) {
     ln_shape_str(weight, sw, sizeof sw);
     ln_shape_str(ids, si, sizeof si);
     if (weight->ndim != 2 || !ln_dtype_is_float(weight->dtype)) {
-        ln_fail("embedding: %s %s (%s) must be a 2-D float [V, D] table", name_or(weight, "weight"), sw,
+        ln_fail("embedding: %s %s (%s) must be a 2-D float [V, D] table", ln_tensor_label(weight, "weight"), sw,
                 ln_dtype_name(weight->dtype));
         return NULL;
     }
     if (ids->dtype != LN_I32 || ids->ndim >= LN_MAX_DIMS) {
-        ln_fail("embedding: %s %s (%s) must be i32 with at most %d dims", name_or(ids, "ids"), si,
+        ln_fail("embedding: %s %s (%s) must be i32 with at most %d dims", ln_tensor_label(ids, "ids"), si,
                 ln_dtype_name(ids->dtype), LN_MAX_DIMS - 1);
         return NULL;
     }

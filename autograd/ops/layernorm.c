@@ -90,7 +90,6 @@ static const ln_op layernorm_op = {
     .backward = {[LN_CPU] = layernorm_backward_cpu},
 };
 
-static const char *name_or(const ln_tensor *t, const char *role) { return t->name[0] ? t->name : role; }
 
 ln_tensor *ln_layernorm(ln_tensor *x, ln_tensor *weight, ln_tensor *bias, double eps) {
     if (!x || !weight || !bias) return NULL; /* an earlier op failed: its message stands */
@@ -99,19 +98,19 @@ ln_tensor *ln_layernorm(ln_tensor *x, ln_tensor *weight, ln_tensor *bias, double
     ln_shape_str(weight, ws, sizeof ws);
     ln_shape_str(bias, bs, sizeof bs);
     if (!ln_dtype_is_float(x->dtype) || !ln_dtype_is_float(weight->dtype) || !ln_dtype_is_float(bias->dtype)) {
-        ln_fail("layernorm: %s (%s), %s (%s) and %s (%s) must all be floating point", name_or(x, "x"),
-                ln_dtype_name(x->dtype), name_or(weight, "weight"), ln_dtype_name(weight->dtype),
-                name_or(bias, "bias"), ln_dtype_name(bias->dtype));
+        ln_fail("layernorm: %s (%s), %s (%s) and %s (%s) must all be floating point", ln_tensor_label(x, "x"),
+                ln_dtype_name(x->dtype), ln_tensor_label(weight, "weight"), ln_dtype_name(weight->dtype),
+                ln_tensor_label(bias, "bias"), ln_dtype_name(bias->dtype));
         return NULL;
     }
     int64_t D = x->ndim >= 1 ? x->shape[x->ndim - 1] : 0;
     if (D < 1 || weight->ndim != 1 || weight->shape[0] != D || bias->ndim != 1 || bias->shape[0] != D) {
         ln_fail("layernorm: %s %s needs %s and %s of shape [D] matching its last dim, got %s and %s",
-                name_or(x, "x"), xs, name_or(weight, "weight"), name_or(bias, "bias"), ws, bs);
+                ln_tensor_label(x, "x"), xs, ln_tensor_label(weight, "weight"), ln_tensor_label(bias, "bias"), ws, bs);
         return NULL;
     }
     if (!(eps >= 0) || !isfinite(eps)) {
-        ln_fail("layernorm: eps %g must be finite and >= 0 (%s %s)", eps, name_or(x, "x"), xs);
+        ln_fail("layernorm: eps %g must be finite and >= 0 (%s %s)", eps, ln_tensor_label(x, "x"), xs);
         return NULL;
     }
     ln_node *n = ln_node_begin(&layernorm_op, 3, (ln_tensor *[]){x, weight, bias});

@@ -14,7 +14,6 @@
 /* iarg slots */
 enum { ARG_TRANS_A, ARG_TRANS_B, ARG_BATCH, ARG_M, ARG_N, ARG_K, ARG_SHARED };
 
-static const char *name_or(const ln_tensor *t, const char *fallback) { return t->name[0] ? t->name : fallback; }
 
 /* A tensor's values as BLAS sees them: its own buffer for f32/f64, a float copy for bf16. */
 typedef struct {
@@ -31,7 +30,7 @@ static int buf_open(blas_buf *f, ln_tensor *t, bool read) {
         return LN_OK;
     }
     float *p = malloc((size_t)(t->numel > 0 ? t->numel : 1) * sizeof *p);
-    if (!p) return ln_fail("matmul: out of host memory converting %s from bf16", name_or(t, "a tensor"));
+    if (!p) return ln_fail("matmul: out of host memory converting %s from bf16", ln_tensor_label(t, "a tensor"));
     const uint16_t *src = t->data;
     if (read)
         for (int64_t i = 0; i < t->numel; i++) p[i] = ln_bf16_to_f32(src[i]);
@@ -183,7 +182,7 @@ ln_tensor *ln_matmul(ln_tensor *a, ln_tensor *b, bool trans_a, bool trans_b) {
     char sa[96], sb[96];
     ln_shape_str(a, sa, sizeof sa);
     ln_shape_str(b, sb, sizeof sb);
-    const char *na = name_or(a, "a"), *nb = name_or(b, "b");
+    const char *na = ln_tensor_label(a, "a"), *nb = ln_tensor_label(b, "b");
     if (a->ndim < 2 || b->ndim < 2) {
         ln_fail("matmul: %s %s and %s %s: both need at least 2 dimensions", na, sa, nb, sb);
         return NULL;

@@ -5,12 +5,11 @@
 #include "../error.h"
 #include "../ops.h"
 
-static const char *name_or(const ln_tensor *t, const char *fallback) { return t->name[0] ? t->name : fallback; }
 
 static int check_float(const char *op, const ln_tensor *x) {
     if (ln_dtype_is_float(x->dtype)) return LN_OK;
     char sx[96];
-    return ln_fail("%s: %s %s is %s, not a float dtype", op, name_or(x, "x"), ln_shape_str(x, sx, sizeof sx),
+    return ln_fail("%s: %s %s is %s, not a float dtype", op, ln_tensor_label(x, "x"), ln_shape_str(x, sx, sizeof sx),
                    ln_dtype_name(x->dtype));
 }
 
@@ -32,7 +31,7 @@ static int total_backward_cpu(ln_node *n) {
     if (!y->grad) return LN_OK;
     double g = ln_get(y->grad, 0) * n->farg[0];
     double *dx = malloc((size_t)(x->numel > 0 ? x->numel : 1) * sizeof *dx);
-    if (!dx) return ln_fail("%s: out of host memory for the gradient of %s", n->op->name, name_or(x, "x"));
+    if (!dx) return ln_fail("%s: out of host memory for the gradient of %s", n->op->name, ln_tensor_label(x, "x"));
     for (int64_t i = 0; i < x->numel; i++) dx[i] = g;
     int status = ln_f64_accum_grad(x, dx);
     free(dx);
@@ -55,7 +54,7 @@ static ln_tensor *total(const ln_op *op, ln_tensor *x, bool mean) {
     if (!x || check_float(op->name, x)) return NULL;
     if (mean && x->numel == 0) {
         char sx[96];
-        ln_fail("mean: %s %s has no elements", name_or(x, "x"), ln_shape_str(x, sx, sizeof sx));
+        ln_fail("mean: %s %s has no elements", ln_tensor_label(x, "x"), ln_shape_str(x, sx, sizeof sx));
         return NULL;
     }
     ln_node *n = ln_node_begin(op, 1, (ln_tensor *[]){x});
@@ -109,7 +108,7 @@ static const ln_op sum_last_op = {
 ln_tensor *ln_sum_last(ln_tensor *x) {
     if (!x || check_float("sum_last", x)) return NULL;
     if (x->ndim < 1) {
-        ln_fail("sum_last: %s is 0-dim []: no last dim to sum", name_or(x, "x"));
+        ln_fail("sum_last: %s is 0-dim []: no last dim to sum", ln_tensor_label(x, "x"));
         return NULL;
     }
     ln_node *n = ln_node_begin(&sum_last_op, 1, (ln_tensor *[]){x});

@@ -69,7 +69,6 @@ static const ln_op rmsnorm_op = {
     .backward = {[LN_CPU] = rmsnorm_backward_cpu},
 };
 
-static const char *name_or(const ln_tensor *t, const char *role) { return t->name[0] ? t->name : role; }
 
 ln_tensor *ln_rmsnorm(ln_tensor *x, ln_tensor *weight, double eps) {
     if (!x || !weight) return NULL; /* an earlier op failed: its message stands */
@@ -77,17 +76,17 @@ ln_tensor *ln_rmsnorm(ln_tensor *x, ln_tensor *weight, double eps) {
     ln_shape_str(x, xs, sizeof xs);
     ln_shape_str(weight, ws, sizeof ws);
     if (!ln_dtype_is_float(x->dtype) || !ln_dtype_is_float(weight->dtype)) {
-        ln_fail("rmsnorm: %s is %s and %s is %s; both must be floating point", name_or(x, "x"),
-                ln_dtype_name(x->dtype), name_or(weight, "weight"), ln_dtype_name(weight->dtype));
+        ln_fail("rmsnorm: %s is %s and %s is %s; both must be floating point", ln_tensor_label(x, "x"),
+                ln_dtype_name(x->dtype), ln_tensor_label(weight, "weight"), ln_dtype_name(weight->dtype));
         return NULL;
     }
     if (x->ndim < 1 || x->shape[x->ndim - 1] < 1 || weight->ndim != 1 || weight->shape[0] != x->shape[x->ndim - 1]) {
-        ln_fail("rmsnorm: %s %s needs %s of shape [D] matching its last dim, got %s", name_or(x, "x"), xs,
-                name_or(weight, "weight"), ws);
+        ln_fail("rmsnorm: %s %s needs %s of shape [D] matching its last dim, got %s", ln_tensor_label(x, "x"), xs,
+                ln_tensor_label(weight, "weight"), ws);
         return NULL;
     }
     if (!(eps >= 0) || !isfinite(eps)) {
-        ln_fail("rmsnorm: eps %g must be finite and >= 0 (%s %s)", eps, name_or(x, "x"), xs);
+        ln_fail("rmsnorm: eps %g must be finite and >= 0 (%s %s)", eps, ln_tensor_label(x, "x"), xs);
         return NULL;
     }
     ln_node *n = ln_node_begin(&rmsnorm_op, 2, (ln_tensor *[]){x, weight});

@@ -6,7 +6,6 @@
 #include "../error.h"
 #include "../ops.h"
 
-static const char *name_or(const ln_tensor *t, const char *fallback) { return t->name[0] ? t->name : fallback; }
 
 static int softmax_forward_cpu(ln_node *n) {
     ln_tensor *x = n->in[0], *y = n->out[0];
@@ -54,7 +53,7 @@ ln_tensor *ln_softmax(ln_tensor *x) {
     if (!x) return NULL;
     if (x->ndim < 1 || !ln_dtype_is_float(x->dtype)) {
         char sx[96];
-        ln_fail("softmax: %s %s (%s) needs a last dim and a float dtype", name_or(x, "x"),
+        ln_fail("softmax: %s %s (%s) needs a last dim and a float dtype", ln_tensor_label(x, "x"),
                 ln_shape_str(x, sx, sizeof sx), ln_dtype_name(x->dtype));
         return NULL;
     }
