@@ -9,6 +9,7 @@
 void *ln_cuda_alloc_zeroed(size_t bytes);
 void ln_cuda_free(void *ptr);
 void ln_cuda_memset0(void *ptr, size_t bytes);
+int ln_cuda_fill_bytes(void *ptr, int byte, size_t bytes);
 int ln_cuda_copy(void *dst, bool dst_on_gpu, const void *src, bool src_on_gpu, size_t bytes);
 bool ln_cuda_probe(char *name, size_t name_len);
 #endif
@@ -68,3 +69,21 @@ bool ln_cuda_available(char *name, size_t name_len) {
     return false;
 #endif
 }
+
+int ln_device_poison(ln_device device, void *ptr, size_t bytes) {
+    if (device == LN_CPU) {
+        memset(ptr, 0xFF, bytes);
+        return LN_OK;
+    }
+#ifdef LINNET_CUDA
+    return ln_cuda_fill_bytes(ptr, 0xFF, bytes);
+#else
+    return ln_fail("this build of linnet has no CUDA backend");
+#endif
+}
+
+static bool poison_outputs;
+
+void ln_set_poison_outputs(bool on) { poison_outputs = on; }
+
+bool ln_poison_outputs(void) { return poison_outputs; }

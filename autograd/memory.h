@@ -13,6 +13,13 @@ void ln_device_free(ln_device device, void *ptr);
 void ln_device_memset0(ln_device device, void *ptr, size_t bytes);
 int ln_device_copy(ln_device dst_device, void *dst, ln_device src_device, const void *src, size_t bytes);
 
+/* Sets every byte to 0xFF: NaN in f32, f64 and bf16. Tests poison op outputs this way so an
+ * element a kernel forgets to write can never pass. */
+int ln_device_poison(ln_device device, void *ptr, size_t bytes);
+/* While on, ln_node_output poisons every output it makes (gradients still start at zero). */
+void ln_set_poison_outputs(bool on);
+bool ln_poison_outputs(void);
+
 /* Whether this build has the CUDA backend and a GPU is visible now (name filled when so). */
 bool ln_cuda_available(char *name, size_t name_len);
 

@@ -108,6 +108,8 @@ ln_tensor *ln_node_output(ln_node *n, ln_dtype dtype, int ndim, const int64_t *s
         return NULL;
     }
     ln_tensor *t = ln_arena_tensor(dtype, n->device, ndim, shape);
+    if (t && ln_poison_outputs() && ln_device_poison(t->device, t->data, (size_t)t->numel * ln_dtype_size(dtype)))
+        return NULL;
     if (t) n->out[n->n_out++] = t;
     return t;
 }

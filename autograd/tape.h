@@ -16,6 +16,14 @@
 typedef struct ln_node ln_node;
 typedef int (*ln_kernel_fn)(ln_node *node);
 
+/* The CUDA slot of an op record exists only in builds with the CUDA backend:
+ *   .forward = {[LN_CPU] = silu_forward_cpu LN_ON_CUDA(ln_silu_forward_cuda)} */
+#ifdef LINNET_CUDA
+#define LN_ON_CUDA(fn) , [LN_CUDA] = fn
+#else
+#define LN_ON_CUDA(fn)
+#endif
+
 typedef struct ln_op {
     const char *name;
     ln_kernel_fn forward[LN_DEVICE_COUNT];

@@ -158,6 +158,10 @@ double *ln_f64_zeros(int64_t n) {
 }
 
 double *ln_f64_read(const ln_tensor *t) {
+    if (t->device != LN_CPU) {
+        ln_fail("%s: a CPU kernel was handed a %s tensor", ln_tensor_label(t, "tensor"), ln_device_name(t->device));
+        return NULL;
+    }
     double *v = malloc((size_t)(t->numel > 0 ? t->numel : 1) * sizeof *v);
     if (!v) {
         ln_fail("out of host memory reading %s", t->name);
@@ -178,6 +182,7 @@ double *ln_f64_read_grad(const ln_tensor *t) { return t->grad ? ln_f64_read(t->g
 
 int ln_f64_write(ln_tensor *t, const double *v) {
     if (!v) return LN_ERR;
+    if (t->device != LN_CPU) return ln_fail("%s: a CPU kernel wrote a %s tensor", ln_tensor_label(t, "tensor"), ln_device_name(t->device));
     if (t->dtype == LN_F64) {
         memcpy(t->data, v, (size_t)t->numel * sizeof *v);
     } else if (t->dtype == LN_F32) {
@@ -192,6 +197,7 @@ int ln_f64_write(ln_tensor *t, const double *v) {
 int ln_f64_accum_grad(ln_tensor *t, const double *dv) {
     if (!dv) return LN_ERR;
     if (!t->requires_grad) return LN_OK;
+    if (t->device != LN_CPU) return ln_fail("%s: a CPU kernel accumulated into a %s gradient", ln_tensor_label(t, "tensor"), ln_device_name(t->device));
     ln_tensor *g = ln_grad_of(t);
     if (!g) return LN_ERR;
     if (g->dtype == LN_F64) {

@@ -34,10 +34,15 @@ static int silu_backward_cpu(ln_node *n) {
     return status;
 }
 
+#ifdef LINNET_CUDA
+int ln_silu_forward_cuda(ln_node *n);
+int ln_silu_backward_cuda(ln_node *n);
+#endif
+
 static const ln_op silu_op = {
     .name = "silu",
-    .forward = {[LN_CPU] = silu_forward_cpu},
-    .backward = {[LN_CPU] = silu_backward_cpu},
+    .forward = {[LN_CPU] = silu_forward_cpu LN_ON_CUDA(ln_silu_forward_cuda)},
+    .backward = {[LN_CPU] = silu_backward_cpu LN_ON_CUDA(ln_silu_backward_cuda)},
 };
 
 ln_tensor *ln_silu(ln_tensor *x) {

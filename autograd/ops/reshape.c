@@ -18,10 +18,14 @@ static int reshape_backward_cpu(ln_node *n) {
     return status;
 }
 
+#ifdef LINNET_CUDA
+int ln_reshape_backward_cuda(ln_node *n);
+#endif
+
 static const ln_op reshape_op = {
     .name = "reshape",
     .forward = {[LN_CPU] = reshape_forward, [LN_CUDA] = reshape_forward},
-    .backward = {[LN_CPU] = reshape_backward_cpu},
+    .backward = {[LN_CPU] = reshape_backward_cpu LN_ON_CUDA(ln_reshape_backward_cuda)},
 };
 
 ln_tensor *ln_reshape(ln_tensor *x, int ndim, const int64_t *shape) {

@@ -1,0 +1,34 @@
+/* The GPU-against-CPU harness: every CUDA kernel is compared with the CPU reference on fresh
+ * random inputs, outputs poisoned with NaN before the run so an unwritten element fails. */
+#ifndef LN_GPU_TESTING_H
+#define LN_GPU_TESTING_H
+
+#include "autograd/gradcheck.h"
+#include "autograd/ops.h"
+
+#define GPU_TOL_F32 1e-5
+#define GPU_TOL_BF16 2e-2
+
+/* True when a GPU is visible; suites call skip() otherwise. */
+bool gpu_present(void);
+
+/* A caller-owned CPU tensor: normal(0, scale) floats (f32), or ints uniform in [0, high). */
+ln_tensor *gpu_randn(int ndim, const int64_t *shape, double scale, uint64_t seed);
+ln_tensor *gpu_randint(int ndim, const int64_t *shape, int high, uint64_t seed);
+
+/* Runs f on the CPU (inputs as f64) and on the GPU (float inputs as `dtype`, outputs poisoned),
+ * seeds both with one random output gradient, and returns LN_OK when the output and the gradient
+ * of every input with requires_grad agree: ||gpu - cpu|| / ||cpu|| <= tol (NaN never passes).
+ * With dtype bf16 the CPU sees the inputs rounded to bf16, so only the kernel's error counts.
+ * Prints one line per compared tensor. */
+int gpu_compare(const char *what, ln_gradcheck_fn f, void *ctx, int n, ln_tensor *const *inputs, ln_dtype dtype,
+                double tol);
+/* gpu_compare that fails the test with its message. */
+#define gpu_check(what, f, ctx, n, inputs, dtype, tol) assert_ok(gpu_compare(what, f, ctx, n, inputs, dtype, tol))
+
+#define NEED_GPU()                                                                                 \
+    do {                                                                                           \
+        if (!gpu_present()) skip();                                                                \
+    } while (0)
+
+#endif

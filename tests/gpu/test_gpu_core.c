@@ -1,0 +1,69 @@
+/* The CUDA infrastructure and the first kernels against the CPU path. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <math.h>
+#include <string.h>
+
+#include "autograd/memory.h"
+#include "gpu/gpu_testing.h"
+#include "testing.h"
+
+static ln_tensor *silu_of(ln_tensor *const *in, void *ctx) { return ln_silu(in[0]); }
+
+static ln_tensor *reshape_silu(ln_tensor *const *in, void *ctx) {
+    return ln_silu(ln_reshape(in[0], 2, (int64_t[]){in[0]->numel / 10, 10}));
+}
+
+static void silu_matches_cpu(void **state) {
+    NEED_GPU();
+    ln_tensor *x = gpu_randn(2, (int64_t[]){37, 130}, 2.0, 1);
+    gpu_check("silu f32", silu_of, NULL, 1, &x, LN_F32, GPU_TOL_F32);
+    gpu_check("silu bf16", silu_of, NULL, 1, &x, LN_BF16, GPU_TOL_BF16);
+    gpu_check("reshape+silu f32", reshape_silu, NULL, 1, &x, LN_F32, GPU_TOL_F32);
+    ln_tensor_free(x);
+}
+
+static void copies_round_trip(void **state) {
+    NEED_GPU();
+    ln_tensor *x = gpu_randn(1, (int64_t[]){1000}, 1.0, 2);
+    ln_tensor *d = ln_tensor_new(LN_F32, LN_CUDA, 1, (int64_t[]){1000});
+    ln_tensor *back = ln_tensor_new(LN_F32, LN_CPU, 1, (int64_t[]){1000});
+    assert_tensor(d);
+    assert_ok(ln_tensor_copy(d, x));
+    assert_ok(ln_tensor_copy(back, d));
+    assert_memory_equal(x->data, back->data, 4000);
+    assert_ok(ln_device_poison(LN_CUDA, d->data, 4000));
+    assert_ok(ln_tensor_copy(back, d));
+    assert_true(isnan(ln_get(back, 0)) && isnan(ln_get(back, 999)));
+    ln_tensor_free(x);
+    ln_tensor_free(d);
+    ln_tensor_free(back);
+}
+
+/* The harness itself must catch a kernel that leaves an element unwritten. */
+static ln_tensor *half_written(ln_tensor *const *in, void *ctx) {
+    ln_tensor *y = ln_silu(in[0]);
+    if (y && y->device == LN_CUDA) ln_device_poison(LN_CUDA, (char *)y->data + 4, 4); /* element 1 */
+    return y;
+}
+
+static void poisoned_outputs_fail(void **state) {
+    NEED_GPU();
+    ln_tensor *x = gpu_randn(1, (int64_t[]){8}, 1.0, 3);
+    x->requires_grad = false;
+    ln_tensor *in[1] = {x};
+    assert_int_equal(gpu_compare("planted unwritten element", half_written, NULL, 1, in, LN_F32, GPU_TOL_F32), LN_ERR);
+    assert_non_null(strstr(ln_error_message(), "output"));
+    ln_tensor_free(x);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(copies_round_trip),
+        cmocka_unit_test(silu_matches_cpu),
+        cmocka_unit_test(poisoned_outputs_fail),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
