@@ -149,6 +149,34 @@ int ln_tensor_copy(ln_tensor *dst, const ln_tensor *src) {
     return LN_OK;
 }
 
+int ln_tensor_move(ln_tensor *t, ln_device device) {
+    if (t->device == device) return LN_OK;
+    if (!t->owns_data) return ln_fail("%s: a view cannot move devices", ln_tensor_label(t, "tensor"));
+    size_t bytes = (size_t)t->numel * ln_dtype_size(t->dtype);
+    void *data = ln_device_alloc_zeroed(device, bytes ? bytes : 1);
+    if (!data) return ln_fail_context("moving %s to %s", ln_tensor_label(t, "tensor"), ln_device_name(device));
+    if (ln_device_copy(device, data, t->device, t->data, bytes)) {
+        ln_device_free(device, data);
+        return LN_ERR;
+    }
+    ln_device_free(t->device, t->data);
+    t->data = data;
+    t->device = device;
+    return t->grad ? ln_tensor_move(t->grad, device) : LN_OK;
+}
+
+double ln_item(const ln_tensor *t, int64_t i) {
+    if (i < 0 || i >= t->numel) return NAN;
+    if (t->device == LN_CPU) return ln_get(t, i);
+    size_t size = ln_dtype_size(t->dtype);
+    ln_tensor *one = ln_tensor_new(t->dtype, LN_CPU, 0, NULL);
+    if (!one) return NAN;
+    double v = ln_device_copy(LN_CPU, one->data, t->device, (const char *)t->data + (size_t)i * size, size) ? NAN
+                                                                                                         : ln_get(one, 0);
+    ln_tensor_free(one);
+    return v;
+}
+
 /* ---- the double-precision view used by CPU reference kernels ---- */
 
 double *ln_f64_zeros(int64_t n) {

@@ -53,6 +53,10 @@ int64_t ln_shape_numel(int ndim, const int64_t *shape);
 double ln_get(const ln_tensor *t, int64_t i);
 void ln_set(ln_tensor *t, int64_t i, double v);
 int ln_tensor_copy(ln_tensor *dst, const ln_tensor *src); /* same numel; converts dtype */
+/* Moves t's storage (and its gradient's) to `device`, keeping the tensor itself (and pointers to it). */
+int ln_tensor_move(ln_tensor *t, ln_device device);
+/* Element i as a double from any device (a GPU read waits for the stream); NAN on failure. */
+double ln_item(const ln_tensor *t, int64_t i);
 
 uint16_t ln_f32_to_bf16(float f);
 float ln_bf16_to_f32(uint16_t b);

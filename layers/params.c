@@ -66,6 +66,12 @@ void ln_params_zero_grad(ln_params *p) {
     for (int i = 0; i < p->n; i++) ln_tensor_zero_grad(p->items[i].tensor);
 }
 
+int ln_params_to(ln_params *p, ln_device device) {
+    for (int i = 0; i < p->n; i++)
+        if (ln_tensor_move(p->items[i].tensor, device)) return LN_ERR;
+    return LN_OK;
+}
+
 void ln_params_free(ln_params *p) {
     for (int i = 0; i < p->n; i++) ln_tensor_free(p->items[i].tensor);
     free(p->items);

@@ -37,6 +37,8 @@ void ln_params_init(ln_params *p, uint64_t seed, double std, int n_layers);
 ln_param *ln_params_find(ln_params *p, const char *name);
 int64_t ln_params_count(const ln_params *p); /* total elements */
 void ln_params_zero_grad(ln_params *p);
+/* Moves every parameter to `device`. */
+int ln_params_to(ln_params *p, ln_device device);
 void ln_params_free(ln_params *p);
 
 #endif

@@ -4,6 +4,9 @@
 #include <stdlib.h>
 
 #include "autograd/error.h"
+#ifdef LINNET_CUDA
+#include "optim/optim_cuda.h"
+#endif
 
 int ln_adamw_create(ln_adamw *opt, ln_params *params, const ln_optim_config *cfg) {
     opt->cfg = *cfg;
@@ -34,6 +37,15 @@ int ln_adamw_step(ln_adamw *opt, double lr) {
         if (!p->grad) continue; /* never reached by the loss: nothing to update */
         float *w = p->data, *g = p->grad->data, *m = opt->m[i]->data, *v = opt->v[i]->data;
         double decay = ln_adamw_decays(opt, i) ? lr * c->weight_decay : 0.0;
+        if (p->device == LN_CUDA) {
+#ifdef LINNET_CUDA
+            if (ln_adamw_update_cuda(w, g, m, v, p->numel, lr, c->beta1, c->beta2, c->eps, decay, bias1, bias2))
+                return LN_ERR;
+            continue;
+#else
+            return ln_fail("adamw: %s is on the GPU in a build without CUDA", p->name);
+#endif
+        }
         for (int64_t j = 0; j < p->numel; j++) {
             double gj = g[j];
             m[j] = (float)(c->beta1 * m[j] + (1 - c->beta1) * gj);
@@ -64,7 +76,29 @@ double ln_lr_at(const ln_optim_config *cfg, int64_t step, int64_t total) {
     return cfg->min_lr + 0.5 * (cfg->lr - cfg->min_lr) * (1 + cos(M_PI * progress));
 }
 
+#ifdef LINNET_CUDA
+static double clip_grad_norm_cuda(ln_params *params, double max_norm) {
+    double *partials, sum = 0;
+    if (ln_norm_partials(&partials)) return NAN;
+    for (int i = 0; i < params->n; i++) {
+        ln_tensor *g = params->items[i].tensor->grad;
+        if (g && ln_sum_squares_cuda(g->data, g->numel, partials)) return NAN;
+    }
+    if (ln_norm_finish(partials, &sum)) return NAN;
+    double norm = sqrt(sum);
+    if (max_norm > 0 && norm > max_norm)
+        for (int i = 0; i < params->n; i++) {
+            ln_tensor *g = params->items[i].tensor->grad;
+            if (g && ln_scale_cuda(g->data, g->numel, max_norm / (norm + 1e-12))) return NAN;
+        }
+    return norm;
+}
+#endif
+
 double ln_clip_grad_norm(ln_params *params, double max_norm) {
+#ifdef LINNET_CUDA
+    if (params->n && params->items[0].tensor->device == LN_CUDA) return clip_grad_norm_cuda(params, max_norm);
+#endif
     double sum = 0;
     for (int i = 0; i < params->n; i++) {
         ln_tensor *g = params->items[i].tensor->grad;

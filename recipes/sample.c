@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "autograd/error.h"
+#include "autograd/memory.h"
 #include "autograd/rng.h"
 #include "recipes/train.h"
 
@@ -46,10 +47,13 @@ int ln_sample(ln_transformer *model, const ln_tokenizer *tok, const char *prompt
     size_t cap = n_prompt + (size_t)n_tokens + 1;
     int32_t *ids = malloc(cap * sizeof *ids);
     double *probs = malloc((size_t)vocab * sizeof *probs);
-    if (!ids || !probs) {
+    float *row = malloc((size_t)vocab * sizeof *row);
+    ln_device device = model->embedding->device;
+    if (!ids || !probs || !row) {
         free(prompt_ids);
         free(ids);
         free(probs);
+        free(row);
         return ln_fail("sample: out of host memory");
     }
     memcpy(ids, prompt_ids, n_prompt * sizeof *ids);
@@ -65,16 +69,23 @@ int ln_sample(ln_transformer *model, const ln_tokenizer *tok, const char *prompt
     for (int step = 0; step < n_tokens && status == LN_OK; step++) {
         /* the model sees at most `context` tokens: the most recent ones */
         int64_t T = (int64_t)n < context ? (int64_t)n : context;
-        ln_tensor *x = ln_tensor_new(LN_I32, LN_CPU, 2, (int64_t[]){1, T});
-        if (!x) {
+        ln_tensor *host_ids = ln_tensor_new(LN_I32, LN_CPU, 2, (int64_t[]){1, T});
+        ln_tensor *x = device == LN_CPU ? host_ids : ln_tensor_new(LN_I32, device, 2, (int64_t[]){1, T});
+        if (!host_ids || !x) {
             status = LN_ERR;
             break;
         }
-        memcpy(x->data, ids + n - T, (size_t)T * sizeof *ids);
-        ln_tensor *logits = ln_transformer_logits(model, x);
-        if (!logits) status = LN_ERR;
+        memcpy(host_ids->data, ids + n - T, (size_t)T * sizeof *ids);
+        ln_tensor *logits = x == host_ids || ln_tensor_copy(x, host_ids) == LN_OK ? ln_transformer_logits(model, x) : NULL;
+        /* the last position's logits, on the host */
+        ln_tensor *last = logits ? ln_tensor_new(logits->dtype, LN_CPU, 1, (int64_t[]){vocab}) : NULL;
+        if (!last || ln_device_copy(LN_CPU, last->data, logits->device,
+                                    (const char *)logits->data + (size_t)(T - 1) * vocab * ln_dtype_size(logits->dtype),
+                                    (size_t)vocab * ln_dtype_size(logits->dtype)))
+            status = LN_ERR;
         else {
-            int32_t next = pick((const float *)logits->data + (T - 1) * vocab, vocab, temperature, top_k, &rng, probs);
+            for (int i = 0; i < vocab; i++) row[i] = (float)ln_get(last, i);
+            int32_t next = pick(row, vocab, temperature, top_k, &rng, probs);
             ids[n++] = next;
             char *text = NULL;
             size_t len = 0;
@@ -82,6 +93,8 @@ int ln_sample(ln_transformer *model, const ln_tokenizer *tok, const char *prompt
             free(text);
             fflush(out);
         }
+        ln_tensor_free(last);
+        if (x != host_ids) ln_tensor_free(host_ids);
         ln_tape_clear();
         ln_tensor_free(x);
     }
@@ -89,5 +102,6 @@ int ln_sample(ln_transformer *model, const ln_tokenizer *tok, const char *prompt
     fputc('\n', out);
     free(ids);
     free(probs);
+    free(row);
     return status;
 }

@@ -14,6 +14,10 @@
 #include "autograd/memory.h"
 #include "checkpoints/checkpoint.h"
 #include "optim/adamw.h"
+#include "recipes/batch.h"
+#ifdef LINNET_CUDA
+#include "autograd/cuda/cuda_context.h"
+#endif
 
 typedef struct run {
     const ln_config *cfg;
@@ -24,7 +28,8 @@ typedef struct run {
     ln_loader *train, *val;
     ln_rng rng; /* the run's RNG (checkpointed; no op draws from it yet) */
     int64_t step; /* optimizer steps done */
-    ln_named_tensor *entries; /* checkpoint entries: params, then AdamW m and v */
+    ln_device device;
+    ln_named_tensor *entries; /* checkpoint entries: params, then AdamW m and v (host copies when on a GPU) */
     char **entry_names;
     int n_entries;
     FILE *metrics;
@@ -64,8 +69,27 @@ static int build_entries(run *r) {
             if (!r->entry_names[e]) return ln_fail("out of host memory");
             snprintf(r->entry_names[e], len, "%s/%s", groups[g], p->items[i].name);
             r->entries[e].name = r->entry_names[e];
-            r->entries[e].tensor = g == 0 ? p->items[i].tensor : g == 1 ? r->opt.m[i] : r->opt.v[i];
+            ln_tensor *t = g == 0 ? p->items[i].tensor : g == 1 ? r->opt.m[i] : r->opt.v[i];
+            /* HDF5 reads and writes host memory: GPU tensors go through a host copy */
+            r->entries[e].tensor = t->device == LN_CPU ? t : ln_tensor_new(t->dtype, LN_CPU, t->ndim, t->shape);
+            if (!r->entries[e].tensor) return LN_ERR;
         }
+    return LN_OK;
+}
+
+/* The live tensor behind checkpoint entry e. */
+static ln_tensor *entry_source(run *r, int e) {
+    ln_params *p = &r->model.params;
+    int g = e / p->n, i = e % p->n;
+    return g == 0 ? p->items[i].tensor : g == 1 ? r->opt.m[i] : r->opt.v[i];
+}
+
+/* Copies between the live tensors and their host copies (to_host: for saving). */
+static int sync_entries(run *r, bool to_host) {
+    for (int e = 0; e < r->n_entries; e++) {
+        ln_tensor *live = entry_source(r, e), *host = r->entries[e].tensor;
+        if (live != host && (to_host ? ln_tensor_copy(host, live) : ln_tensor_copy(live, host))) return LN_ERR;
+    }
     return LN_OK;
 }
 
@@ -79,7 +103,7 @@ static int save_checkpoint(run *r) {
                             .loader_cursor = {c.epoch, c.shard, c.window, c.sequences}};
         memcpy(ck.rng_state, r->rng.s, sizeof ck.rng_state);
         ck.recipe_yaml = ln_config_to_yaml(r->cfg);
-        status = ck.recipe_yaml ? ln_checkpoint_save(path, &ck) : ln_fail("out of host memory");
+        status = !ck.recipe_yaml ? ln_fail("out of host memory") : sync_entries(r, true) ? LN_ERR : ln_checkpoint_save(path, &ck);
         free(ck.recipe_yaml);
         if (status == LN_OK) status = ln_checkpoint_prune(r->opts->out_dir, r->cfg->ckpt.keep);
         if (status == LN_OK) printf("checkpoint %s\n", path);
@@ -103,6 +127,7 @@ static int resume(run *r) {
     ln_checkpoint ck = {.n_tensors = r->n_entries, .tensors = r->entries};
     if (ln_checkpoint_load(path, &ck)) return LN_ERR;
     free(ck.recipe_yaml);
+    if (sync_entries(r, false)) return LN_ERR;
     if (ck.n_cursor != 4) return ln_fail("%s: state/loader_cursor has %d entries, expected 4", path, ck.n_cursor);
     r->step = ck.step;
     r->opt.step = ck.step;
@@ -121,25 +146,24 @@ static void format_duration(double s, char *buf, size_t len) {
 }
 
 /* One optimizer step: every micro-step of this rank, then the all-reduce and the update. */
-static int train_step(run *r, ln_tensor *ids, ln_tensor *targets, double *loss_out, double *norm_out, double *lr_out) {
+static int train_step(run *r, ln_batch *batch, double *loss_out, double *norm_out, double *lr_out) {
     const ln_train_config *t = &r->cfg->train;
-    int W = r->comm->size, A = t->grad_accum, b = (int)ids->shape[0];
+    int W = r->comm->size, A = t->grad_accum, b = (int)batch->ids->shape[0];
     ln_params_zero_grad(&r->model.params);
     double loss_sum = 0;
     for (int m = 0; m < A; m++) {
         /* micro-step m of rank k takes sequences [(m*W + k) * b, +b) of the global batch */
-        if (ln_loader_skip(r->train, r->comm->rank * b) || ln_loader_next(r->train, b, ids->data, targets->data) ||
-            ln_loader_skip(r->train, (W - 1 - r->comm->rank) * b))
-            return LN_ERR;
-        ln_tensor *loss = ln_transformer_loss(&r->model, ids, targets);
+        if (ln_batch_load(batch, r->train, r->comm->rank * b, (W - 1 - r->comm->rank) * b)) return LN_ERR;
+        ln_tensor *loss = ln_transformer_loss(&r->model, batch->ids, batch->targets);
         ln_tensor *scaled = ln_scale(loss, 1.0 / (A * W));
         if (!scaled || ln_backward(scaled)) return ln_fail_context("step %lld", (long long)r->step + 1);
-        loss_sum += ln_get(loss, 0) / (A * W);
+        loss_sum += ln_item(loss, 0) / (A * W);
         ln_tape_clear();
     }
     if (ln_comm_allreduce_grads(r->comm, &r->model.params) || ln_comm_allreduce_f64(r->comm, &loss_sum, 1))
         return LN_ERR;
     *norm_out = ln_clip_grad_norm(&r->model.params, r->cfg->optim.grad_clip);
+    if (isnan(*norm_out)) return ln_fail_context("step %lld: gradient norm", (long long)r->step + 1);
     *lr_out = ln_lr_at(&r->cfg->optim, r->step, t->steps);
     *loss_out = loss_sum;
     if (!isfinite(loss_sum)) return ln_fail("step %lld: loss is %g (diverged; lower optim.lr?)", (long long)r->step + 1, loss_sum);
@@ -155,9 +179,8 @@ static int loop(run *r) {
     const ln_config *c = r->cfg;
     int W = r->comm->size;
     int b = c->train.batch_size / (c->train.grad_accum * W);
-    ln_tensor *ids = ln_tensor_new(LN_I32, LN_CPU, 2, (int64_t[]){b, c->train.seq_len});
-    ln_tensor *targets = ln_tensor_new(LN_I32, LN_CPU, 2, (int64_t[]){b, c->train.seq_len});
-    if (!ids || !targets) return LN_ERR;
+    ln_batch batch;
+    if (ln_batch_init(&batch, b, c->train.seq_len, r->device)) return LN_ERR;
     int64_t last = r->opts->stop_at > 0 && r->opts->stop_at < c->train.steps ? r->opts->stop_at : c->train.steps;
     int64_t first = r->step;
     double start = now_seconds(), tokens_per_step = (double)c->train.batch_size * c->train.seq_len;
@@ -173,7 +196,7 @@ static int loop(run *r) {
     }
     while (r->step < last && status == LN_OK) {
         double t0 = now_seconds(), loss = 0, norm = 0, lr = 0;
-        status = train_step(r, ids, targets, &loss, &norm, &lr);
+        status = train_step(r, &batch, &loss, &norm, &lr);
         if (status) break;
         r->step++;
         double dt = now_seconds() - t0, tps = tokens_per_step / dt;
@@ -200,9 +223,25 @@ static int loop(run *r) {
         if (status == LN_OK && ((c->ckpt.every > 0 && r->step % c->ckpt.every == 0) || r->step == last))
             status = save_checkpoint(r);
     }
-    ln_tensor_free(ids);
-    ln_tensor_free(targets);
+    ln_batch_free(&batch);
     return status;
+}
+
+/* train.device: auto takes the GPU when there is one (rank k of a node takes GPU k). */
+static int choose_device(run *r) {
+    const char *want = r->cfg->train.device;
+    char gpu[128] = "";
+    bool have_gpu = ln_cuda_available(gpu, sizeof gpu);
+    if (!strcmp(want, "cuda") && !have_gpu)
+        return ln_fail("train.device: cuda, but no GPU is visible (or this build has no CUDA backend)");
+    r->device = strcmp(want, "cpu") && have_gpu ? LN_CUDA : LN_CPU;
+    if (r->device == LN_CPU) return LN_OK;
+#ifdef LINNET_CUDA
+    const char *local = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+    if (ln_cuda_init(local ? atoi(local) : 0)) return LN_ERR;
+#endif
+    if (r->comm->rank == 0) printf("device: %s\n", gpu);
+    return LN_OK;
 }
 
 static int setup(run *r) {
@@ -211,12 +250,8 @@ static int setup(run *r) {
     if (t->batch_size % (t->grad_accum * r->comm->size))
         return ln_fail("train.batch_size %d does not split into train.grad_accum %d micro-steps on %d ranks",
                        t->batch_size, t->grad_accum, r->comm->size);
-    char gpu[128];
-    if (strcmp(t->device, "cuda") == 0)
-        return ln_fail("train.device: cuda: the CUDA training path is not built yet; use cpu or auto");
-    if (strcmp(t->device, "auto") == 0 && ln_cuda_available(gpu, sizeof gpu) && r->comm->rank == 0)
-        printf("note: GPU %s found, but the CUDA training path is not built yet: training on the CPU\n", gpu);
-    if (strcmp(t->dtype, "fp32") != 0) return ln_fail("train.dtype: %s needs the CUDA backend; the CPU trains in fp32", t->dtype);
+    if (choose_device(r)) return LN_ERR;
+    if (strcmp(t->dtype, "fp32") != 0) return ln_fail("train.dtype: %s is not available yet; use fp32", t->dtype);
     if (ln_loader_open(&r->train, c->data.path, "train", t->seq_len, t->seed, true)) return ln_fail_context("data.path");
     if (strcmp(ln_loader_tokenizer(r->train), c->data.tokenizer) != 0)
         return ln_fail("data.path %s: shards were made by the '%s' tokenizer but data.tokenizer is '%s'", c->data.path,
@@ -226,8 +261,9 @@ static int setup(run *r) {
                        ln_loader_vocab_size(r->train), c->model.vocab_size);
     if (c->eval.every > 0 && ln_loader_open(&r->val, c->data.path, "val", t->seq_len, t->seed, false))
         return ln_fail_context("eval (set eval.every=0 to train without validation)");
-    if (ln_transformer_create(&r->model, &c->model, t->seed) || ln_adamw_create(&r->opt, &r->model.params, &c->optim) ||
-        build_entries(r))
+    /* initialised on the CPU (the same numbers on every device), then moved */
+    if (ln_transformer_create(&r->model, &c->model, t->seed) || ln_params_to(&r->model.params, r->device) ||
+        ln_adamw_create(&r->opt, &r->model.params, &c->optim) || build_entries(r))
         return LN_ERR;
     ln_rng_seed(&r->rng, t->seed ^ 0x5eed);
     char existing[LN_PATH_LEN];
@@ -277,7 +313,10 @@ int ln_train(const ln_config *cfg, const ln_train_options *opts, ln_comm *comm) 
     if (status == LN_OK) status = loop(&r);
     if (status == LN_OK && opts->sample_at_end && comm->rank == 0) status = sample_at_end(&r);
     if (r.metrics) fclose(r.metrics);
-    for (int i = 0; r.entry_names && i < r.n_entries; i++) free(r.entry_names[i]);
+    for (int i = 0; r.entry_names && i < r.n_entries; i++) {
+        free(r.entry_names[i]);
+        if (r.entries[i].tensor && r.entries[i].tensor != entry_source(&r, i)) ln_tensor_free(r.entries[i].tensor);
+    }
     free(r.entry_names);
     free(r.entries);
     ln_adamw_free(&r.opt);
