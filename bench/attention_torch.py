@@ -12,7 +12,7 @@ tokens = int(sys.argv[3]) if len(sys.argv) > 3 else 32768
 lengths = [int(a) for a in sys.argv[4:]] or [4096, 16384, 65536]
 
 for T in lengths:
-    B = tokens // T
+    B = max(1, tokens // T)
     q, k, v = (torch.randn(B, H, T, D, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
     do = torch.randn_like(q)
     for name, backend in [("flash", SDPBackend.FLASH_ATTENTION), ("cudnn", SDPBackend.CUDNN_ATTENTION)]:

@@ -51,7 +51,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     for (int i = 0; i < n; i++) {
-        long T = lengths[i], B = tokens / T;
+        long T = lengths[i], B = tokens / T > 0 ? tokens / T : 1;
         ln_tensor *q = random_bf16(B, T, H, D, 1), *k = random_bf16(B, T, H, D, 2), *v = random_bf16(B, T, H, D, 3);
         ln_tensor *seed = random_bf16(B, T, H, D, 4);
         if (!q || !k || !v || !seed || step(q, k, v, seed, 0.088) || ln_cuda_sync("warm-up")) {
