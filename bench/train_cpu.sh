@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CPU training throughput of the tiny recipe: linnet vs PyTorch (bench/train_cpu_torch.py) training
+# CPU training throughput of the tiny recipe: linnet vs PyTorch (bench/train_torch.py) training
 # the same model, batch and sequence length on the same cores, in one run. Prints one table.
 # Usage: bench/train_cpu.sh [STEPS]   (needs build/linnet, data/kjv, and python3 with torch for the peer)
 set -euo pipefail
@@ -23,7 +23,7 @@ flops=$(python3 -c "d,L,h,kv,H,V,T=128,4,4,2,384,256,128; hd=d//h
 mm = L*(d*d + 2*d*kv*hd + d*d + 3*d*H) + V*d
 print(6*mm + L*3*2*T*d)")
 if python3 -c "import torch" 2>/dev/null; then
-  torch_tps=$(python3 bench/train_cpu_torch.py --steps "$steps" --threads "$threads" | awk '/tokens_per_s/ {print $2}')
+  torch_tps=$(python3 bench/train_torch.py --steps "$steps" --threads "$threads" | awk '/tokens_per_s/ {print $2}')
 else
   torch_tps=""
 fi

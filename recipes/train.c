@@ -223,6 +223,13 @@ static int loop(run *r) {
         if (status == LN_OK && ((c->ckpt.every > 0 && r->step % c->ckpt.every == 0) || r->step == last))
             status = save_checkpoint(r);
     }
+#ifdef LINNET_CUDA
+    if (r->device == LN_CUDA && r->comm->rank == 0) {
+        size_t in_use, peak;
+        ln_cuda_memory_stats(&in_use, &peak);
+        printf("peak GPU memory (pool): %.2f GiB\n", (double)peak / (1 << 30));
+    }
+#endif
     ln_batch_free(&batch);
     return status;
 }

@@ -1,6 +1,7 @@
-"""The peer for bench/train_cpu.sh: PyTorch training the same model as recipes/tiny.yaml on the
-CPU (Llama-style: RMSNorm, RoPE rotate_half, grouped-query SDPA, SwiGLU, tied embeddings, AdamW),
-same batch and sequence length. Prints steady-state tokens/s as `tokens_per_s N`."""
+"""The peer of bench/train_cpu.sh and bench/train_gpu.sh: PyTorch training the same model as a
+linnet recipe (Llama-style: RMSNorm, RoPE rotate_half, grouped-query SDPA, SwiGLU, tied
+embeddings, AdamW with clipping), same batch and sequence length, on the CPU or the GPU (bf16
+autocast, torch.compile, fused AdamW). Prints steady-state `tokens_per_s N` (median step)."""
 import argparse
 import math
 import time
@@ -27,8 +28,8 @@ class Block(nn.Module):
 
     def rope(self, x):  # x [B, H, T, D]
         T, D = x.shape[-2], x.shape[-1]
-        inv = self.theta ** (-torch.arange(0, D, 2, dtype=torch.float32) / D)
-        ang = torch.arange(T, dtype=torch.float32)[:, None] * inv[None, :]
+        inv = self.theta ** (-torch.arange(0, D, 2, dtype=torch.float32, device=x.device) / D)
+        ang = torch.arange(T, dtype=torch.float32, device=x.device)[:, None] * inv[None, :]
         cos, sin = torch.cat([ang.cos()] * 2, -1), torch.cat([ang.sin()] * 2, -1)
         x1, x2 = x[..., : D // 2], x[..., D // 2 :]
         return x * cos + torch.cat([-x2, x1], -1) * sin
@@ -67,27 +68,34 @@ def main():
                           ("hidden", 384), ("batch", 16), ("seq", 128), ("steps", 30), ("warmup", 5), ("threads", 2)]:
         p.add_argument("--" + name, type=int, default=default)
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
     a = p.parse_args()
     torch.manual_seed(1)
     torch.set_num_threads(a.threads)
-    model = Model(a)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, betas=(0.9, 0.95), weight_decay=0.1)
+    cuda = a.device == "cuda"
+    model = Model(a).to(a.device)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, betas=(0.9, 0.95), weight_decay=0.1, fused=cuda)
     step_fn = torch.compile(model) if a.compile else model
-    ids = torch.randint(0, a.vocab, (a.batch, a.seq))
-    targets = torch.randint(0, a.vocab, (a.batch, a.seq))
+    ids = torch.randint(0, a.vocab, (a.batch, a.seq), device=a.device)
+    targets = torch.randint(0, a.vocab, (a.batch, a.seq), device=a.device)
     times = []
     for step in range(a.steps):
         t0 = time.perf_counter()
-        loss = step_fn(ids, targets)
+        with torch.autocast(a.device, dtype=torch.bfloat16, enabled=a.bf16):
+            loss = step_fn(ids, targets)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        if cuda:
+            torch.cuda.synchronize()
         if step >= a.warmup:
             times.append(time.perf_counter() - t0)
     times.sort()
     median = times[len(times) // 2]
-    print(f"torch {torch.__version__} threads {a.threads} compile {a.compile}")
+    peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else 0
+    print(f"torch {torch.__version__} device {a.device} threads {a.threads} compile {a.compile} bf16 {a.bf16} peak_gib {peak:.1f}")
     print(f"tokens_per_s {a.batch * a.seq / median:.0f}")
 
 
