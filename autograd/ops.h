@@ -11,6 +11,9 @@
 /* Same data, new shape (same element count). */
 ln_tensor *ln_reshape(ln_tensor *x, int ndim, const int64_t *shape);
 
+/* The same values in another float dtype (x itself when it has that dtype already). */
+ln_tensor *ln_cast(ln_tensor *x, ln_dtype dtype);
+
 /* ---- matmul (BLAS on the CPU) ----
  * a [..., M, K] (or [..., K, M] when trans_a), b [K, N] (or [N, K] when trans_b), or b batched
  * with the same leading dims as a. A 2-D b is shared by every batch entry of a. -> [..., M, N] */

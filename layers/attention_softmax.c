@@ -2,6 +2,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "autograd/autocast.h"
 #include "autograd/error.h"
 #include "layers/attention.h"
 
@@ -37,14 +38,14 @@ static ln_tensor *softmax_forward(void *state, ln_tensor *x) {
     softmax_attention *a = state;
     if (!x) return NULL;
     int64_t B = x->shape[0], T = x->shape[1], D = a->head_dim;
-    ln_tensor *q = ln_reshape(ln_matmul(x, a->wq, false, true), 4, (int64_t[]){B, T, a->n_heads, D});
-    ln_tensor *k = ln_reshape(ln_matmul(x, a->wk, false, true), 4, (int64_t[]){B, T, a->n_kv_heads, D});
-    ln_tensor *v = ln_reshape(ln_matmul(x, a->wv, false, true), 4, (int64_t[]){B, T, a->n_kv_heads, D});
+    ln_tensor *q = ln_reshape(ln_matmul(x, ln_weight(a->wq), false, true), 4, (int64_t[]){B, T, a->n_heads, D});
+    ln_tensor *k = ln_reshape(ln_matmul(x, ln_weight(a->wk), false, true), 4, (int64_t[]){B, T, a->n_kv_heads, D});
+    ln_tensor *v = ln_reshape(ln_matmul(x, ln_weight(a->wv), false, true), 4, (int64_t[]){B, T, a->n_kv_heads, D});
     q = ln_rope(q, a->rope_theta, 0);
     k = ln_rope(k, a->rope_theta, 0);
     ln_tensor *o = ln_attention(q, k, v, true, 1.0 / sqrt((double)D));
     o = ln_reshape(o, 3, (int64_t[]){B, T, (int64_t)a->n_heads * D});
-    return ln_matmul(o, a->wo, false, true);
+    return ln_matmul(o, ln_weight(a->wo), false, true);
 }
 
 const ln_attention_kind ln_attention_softmax = {

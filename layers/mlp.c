@@ -1,5 +1,6 @@
 #include "mlp.h"
 
+#include "autograd/autocast.h"
 #include "autograd/error.h"
 
 int ln_mlp_create(ln_mlp *mlp, ln_params *params, const char *prefix, int d_model, int hidden) {
@@ -10,7 +11,7 @@ int ln_mlp_create(ln_mlp *mlp, ln_params *params, const char *prefix, int d_mode
 }
 
 ln_tensor *ln_mlp_forward(const ln_mlp *mlp, ln_tensor *x) {
-    ln_tensor *gate = ln_matmul(x, mlp->w_gate, false, true);
-    ln_tensor *up = ln_matmul(x, mlp->w_up, false, true);
-    return ln_matmul(ln_swiglu(gate, up), mlp->w_down, false, true);
+    ln_tensor *gate = ln_matmul(x, ln_weight(mlp->w_gate), false, true);
+    ln_tensor *up = ln_matmul(x, ln_weight(mlp->w_up), false, true);
+    return ln_matmul(ln_swiglu(gate, up), ln_weight(mlp->w_down), false, true);
 }

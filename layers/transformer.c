@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "autograd/autocast.h"
 #include "autograd/error.h"
 
 int ln_transformer_create(ln_transformer *m, const ln_model_config *cfg, uint64_t seed) {
@@ -45,13 +46,13 @@ int ln_transformer_create(ln_transformer *m, const ln_model_config *cfg, uint64_
 
 ln_tensor *ln_transformer_logits(ln_transformer *m, ln_tensor *ids) {
     const double eps = m->cfg.norm_eps;
-    ln_tensor *x = ln_embedding(m->embedding, ids);
+    ln_tensor *x = ln_embedding(ln_weight(m->embedding), ids);
     for (int i = 0; i < m->cfg.n_layers; i++) {
         ln_block *b = &m->blocks[i];
-        x = ln_add(x, b->attention_kind->forward(b->attention, ln_rmsnorm(x, b->attn_norm, eps)));
-        x = ln_add(x, ln_mlp_forward(&b->mlp, ln_rmsnorm(x, b->mlp_norm, eps)));
+        x = ln_add(x, b->attention_kind->forward(b->attention, ln_rmsnorm(x, ln_weight(b->attn_norm), eps)));
+        x = ln_add(x, ln_mlp_forward(&b->mlp, ln_rmsnorm(x, ln_weight(b->mlp_norm), eps)));
     }
-    return ln_matmul(ln_rmsnorm(x, m->final_norm, eps), m->lm_head, false, true);
+    return ln_matmul(ln_rmsnorm(x, ln_weight(m->final_norm), eps), ln_weight(m->lm_head), false, true);
 }
 
 ln_tensor *ln_transformer_loss(ln_transformer *m, ln_tensor *ids, ln_tensor *targets) {

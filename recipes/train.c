@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "autograd/autocast.h"
 #include "autograd/error.h"
 #include "autograd/memory.h"
 #include "checkpoints/checkpoint.h"
@@ -258,7 +259,6 @@ static int setup(run *r) {
         return ln_fail("train.batch_size %d does not split into train.grad_accum %d micro-steps on %d ranks",
                        t->batch_size, t->grad_accum, r->comm->size);
     if (choose_device(r)) return LN_ERR;
-    if (strcmp(t->dtype, "fp32") != 0) return ln_fail("train.dtype: %s is not available yet; use fp32", t->dtype);
     if (ln_loader_open(&r->train, c->data.path, "train", t->seq_len, t->seed, true)) return ln_fail_context("data.path");
     if (strcmp(ln_loader_tokenizer(r->train), c->data.tokenizer) != 0)
         return ln_fail("data.path %s: shards were made by the '%s' tokenizer but data.tokenizer is '%s'", c->data.path,
@@ -316,6 +316,8 @@ static int sample_at_end(run *r) {
 
 int ln_train(const ln_config *cfg, const ln_train_options *opts, ln_comm *comm) {
     run r = {.cfg = cfg, .opts = opts, .comm = comm};
+    /* train.dtype bf16: bf16 working weights and activations; fp32 masters, gradients, optimizer */
+    ln_dtype previous = ln_set_autocast(strcmp(cfg->train.dtype, "bf16") ? LN_F32 : LN_BF16);
     int status = setup(&r);
     if (status == LN_OK) status = loop(&r);
     if (status == LN_OK && opts->sample_at_end && comm->rank == 0) status = sample_at_end(&r);
@@ -331,5 +333,6 @@ int ln_train(const ln_config *cfg, const ln_train_options *opts, ln_comm *comm) 
     if (r.train) ln_loader_close(r.train);
     if (r.val) ln_loader_close(r.val);
     ln_tape_clear();
+    ln_set_autocast(previous);
     return status;
 }

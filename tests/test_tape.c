@@ -94,6 +94,28 @@ static void bad_reshape_names_the_shape(void **state) {
     ln_tensor_free(x);
 }
 
+static void cast_passes_gradients_through(void **state) {
+    ln_tensor *x = ln_randn_f64(1, (int64_t[]){5}, 7);
+    ln_tensor *y = ln_cast(ln_cast(x, LN_BF16), LN_F32);
+    assert_tensor(y);
+    assert_int_equal(y->dtype, LN_F32);
+    ln_tensor *seed = ln_tensor_new(LN_F32, LN_CPU, 1, (int64_t[]){5});
+    for (int i = 0; i < 5; i++) {
+        ln_set(seed, i, i + 1.0);
+        /* values pass through bf16: within its rounding */
+        assert_true(fabs(ln_get(y, i) - ln_get(x, i)) <= fabs(ln_get(x, i)) / 128);
+    }
+    assert_ok(ln_backward_from(y, seed));
+    for (int i = 0; i < 5; i++) assert_true(ln_get(x->grad, i) == i + 1.0);
+    assert_ptr_equal(ln_cast(x, LN_F64), x);
+    ln_tensor *ids = ln_tensor_new(LN_I32, LN_CPU, 0, NULL);
+    assert_null(ln_cast(ids, LN_F32));
+    ln_tensor_free(ids);
+    ln_tensor_free(seed);
+    ln_tape_clear();
+    ln_tensor_free(x);
+}
+
 static void bf16_round_trip(void **state) {
     float values[] = {1.0f, -2.5f, 3.140625f, 1e-3f, 65504.0f};
     for (int i = 0; i < 5; i++) {
@@ -112,6 +134,7 @@ int main(void) {
         cmocka_unit_test(saved_tensors_go_through_the_hook),
         cmocka_unit_test(null_inputs_propagate),
         cmocka_unit_test(bad_reshape_names_the_shape),
+        cmocka_unit_test(cast_passes_gradients_through),
         cmocka_unit_test(bf16_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

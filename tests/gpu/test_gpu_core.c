@@ -25,6 +25,18 @@ static void silu_matches_cpu(void **state) {
     ln_tensor_free(x);
 }
 
+static ln_tensor *cast_across(ln_tensor *const *in, void *ctx) {
+    return ln_cast(in[0], in[0]->dtype == LN_BF16 ? LN_F32 : LN_BF16);
+}
+
+static void cast_matches_cpu(void **state) {
+    NEED_GPU();
+    ln_tensor *x = gpu_randn(2, (int64_t[]){33, 77}, 3.0, 4);
+    gpu_check("cast f32 -> bf16", cast_across, NULL, 1, &x, LN_F32, GPU_TOL_BF16);
+    gpu_check("cast bf16 -> f32", cast_across, NULL, 1, &x, LN_BF16, GPU_TOL_BF16);
+    ln_tensor_free(x);
+}
+
 static void copies_round_trip(void **state) {
     NEED_GPU();
     ln_tensor *x = gpu_randn(1, (int64_t[]){1000}, 1.0, 2);
@@ -63,6 +75,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(copies_round_trip),
         cmocka_unit_test(silu_matches_cpu),
+        cmocka_unit_test(cast_matches_cpu),
         cmocka_unit_test(poisoned_outputs_fail),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
