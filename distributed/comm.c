@@ -44,10 +44,24 @@ int ln_comm_allreduce_f32(ln_comm *comm, float *data, int64_t n) { return allred
 
 int ln_comm_allreduce_f64(ln_comm *comm, double *data, int64_t n) { return allreduce(comm, data, n, MPI_DOUBLE, 8); }
 
+/* GPU gradients travel through a host copy until the NCCL backend lands. */
+static int allreduce_staged(ln_comm *comm, ln_tensor *g) {
+    ln_tensor *host = ln_tensor_new(g->dtype, LN_CPU, g->ndim, g->shape);
+    int status = host && ln_tensor_copy(host, g) == LN_OK && ln_comm_allreduce_f32(comm, host->data, host->numel) == LN_OK &&
+                         ln_tensor_copy(g, host) == LN_OK
+                     ? LN_OK
+                     : LN_ERR;
+    ln_tensor_free(host);
+    return status;
+}
+
 int ln_comm_allreduce_grads(ln_comm *comm, ln_params *params) {
     for (int i = 0; i < params->n; i++) {
         ln_tensor *g = ln_grad_of(params->items[i].tensor);
-        if (!g || ln_comm_allreduce_f32(comm, g->data, g->numel)) return ln_fail_context("gradient of %s", params->items[i].name);
+        if (!g) return ln_fail_context("gradient of %s", params->items[i].name);
+        if (comm->size == 1) continue;
+        int status = g->device == LN_CPU ? ln_comm_allreduce_f32(comm, g->data, g->numel) : allreduce_staged(comm, g);
+        if (status) return ln_fail_context("gradient of %s", params->items[i].name);
     }
     return LN_OK;
 }
