@@ -4,6 +4,8 @@
 //
 // The broadcast b's gradient sums dy over the leading dims. It runs in two fixed passes (partial
 // sums over chunks of rows, then the chunks in order), so it is run-to-run identical: no atomics.
+#include <math.h>
+
 #include "autograd/cuda/cuda_check.cuh"
 
 #define GRID_STRIDE(i, n)                                                                          \
@@ -72,12 +74,15 @@ template <typename TY, typename TB>
 static int reduce_to_b(const TY *dy, const TY *x, TB *db, long long n_a, long long nb) {
     if (n_a == 0 || nb == 0) return LN_OK;
     long long rows = n_a / nb;
-    // enough chunks to give ~256K threads in pass 1, never more than there are rows
-    long long chunks = (1LL << 18) / nb;
-    if (chunks > rows) chunks = rows;
-    if (chunks < 1) chunks = 1;
-    long long rows_per_chunk = (rows + chunks - 1) / chunks;
-    chunks = (rows + rows_per_chunk - 1) / rows_per_chunk;
+    // up to ~256K threads in pass 1, and chunks of at least sqrt(rows) rows, so that neither pass
+    // runs a long sequential fp32 sum
+    long long max_chunks = (1LL << 18) / nb;
+    if (max_chunks < 1) max_chunks = 1;
+    long long rows_per_chunk = (rows + max_chunks - 1) / max_chunks;
+    long long root = (long long)ceil(sqrt((double)rows));
+    if (rows_per_chunk < root) rows_per_chunk = root;
+    if (rows_per_chunk < 1) rows_per_chunk = 1;
+    long long chunks = (rows + rows_per_chunk - 1) / rows_per_chunk;
     if (chunks == 1) {
         reduce_rows_kernel<TY, TB><<<grid_for(nb), 256, 0, ln_stream()>>>(dy, x, db, rows, nb, 1, rows, true);
         LN_CUDA_LAUNCHED("broadcast gradient");
