@@ -87,10 +87,15 @@ static int gelu_backward_cpu(ln_node *n) {
     return status;
 }
 
+#ifdef LINNET_CUDA
+int ln_gelu_forward_cuda(ln_node *n);
+int ln_gelu_backward_cuda(ln_node *n);
+#endif
+
 static const ln_op gelu_op = {
     .name = "gelu",
-    .forward = {[LN_CPU] = gelu_forward_cpu},
-    .backward = {[LN_CPU] = gelu_backward_cpu},
+    .forward = {[LN_CPU] = gelu_forward_cpu LN_ON_CUDA(ln_gelu_forward_cuda)},
+    .backward = {[LN_CPU] = gelu_backward_cpu LN_ON_CUDA(ln_gelu_backward_cuda)},
 };
 
 ln_tensor *ln_gelu(ln_tensor *x) {
@@ -141,10 +146,15 @@ static int swiglu_backward_cpu(ln_node *n) {
     return status;
 }
 
+#ifdef LINNET_CUDA
+int ln_swiglu_forward_cuda(ln_node *n);
+int ln_swiglu_backward_cuda(ln_node *n);
+#endif
+
 static const ln_op swiglu_op = {
     .name = "swiglu",
-    .forward = {[LN_CPU] = swiglu_forward_cpu},
-    .backward = {[LN_CPU] = swiglu_backward_cpu},
+    .forward = {[LN_CPU] = swiglu_forward_cpu LN_ON_CUDA(ln_swiglu_forward_cuda)},
+    .backward = {[LN_CPU] = swiglu_backward_cpu LN_ON_CUDA(ln_swiglu_backward_cuda)},
 };
 
 ln_tensor *ln_swiglu(ln_tensor *gate, ln_tensor *up) {

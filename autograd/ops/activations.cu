@@ -47,3 +47,102 @@ extern "C" int ln_silu_backward_cuda(ln_node *n) {
     LN_CUDA_LAUNCHED("silu backward");
     return LN_OK;
 }
+
+// ---- GELU, tanh approximation: y = 0.5 x (1 + tanh(u)), u = c (x + a x^3) ----
+
+#define GELU_C 0.7978845608028654f // sqrt(2 / pi)
+#define GELU_A 0.044715f
+
+template <typename T>
+__global__ void gelu_forward_kernel(const T *x, T *y, long long n) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+        float v = ln_load(x, i);
+        ln_store(y, i, 0.5f * v * (1.0f + tanhf(GELU_C * (v + GELU_A * v * v * v))));
+    }
+}
+
+// dx += dy * (0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 a x^2)), t = tanh(u)
+template <typename T>
+__global__ void gelu_backward_kernel(const T *x, const T *dy, T *dx, long long n) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+        float v = ln_load(x, i), t = tanhf(GELU_C * (v + GELU_A * v * v * v));
+        float d = 0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * GELU_C * (1.0f + 3.0f * GELU_A * v * v);
+        ln_store(dx, i, ln_load(dx, i) + ln_load(dy, i) * d);
+    }
+}
+
+extern "C" int ln_gelu_forward_cuda(ln_node *n) {
+    ln_tensor *x = n->in[0], *y = n->out[0];
+    LN_DISPATCH_FLOAT(x->dtype, "gelu", {
+        gelu_forward_kernel<T><<<grid_for(x->numel), 256, 0, ln_stream()>>>((const T *)x->data, (T *)y->data, x->numel);
+    });
+    LN_CUDA_LAUNCHED("gelu forward");
+    return LN_OK;
+}
+
+extern "C" int ln_gelu_backward_cuda(ln_node *n) {
+    ln_tensor *x = ln_node_saved(n, 0), *y = n->out[0];
+    if (!n->in[0]->requires_grad || !y->grad) return LN_OK;
+    ln_tensor *dx = ln_grad_of(n->in[0]);
+    if (!dx) return LN_ERR;
+    LN_DISPATCH_FLOAT(x->dtype, "gelu", {
+        gelu_backward_kernel<T><<<grid_for(x->numel), 256, 0, ln_stream()>>>((const T *)x->data, (const T *)y->grad->data,
+                                                                         (T *)dx->data, x->numel);
+    });
+    LN_CUDA_LAUNCHED("gelu backward");
+    return LN_OK;
+}
+
+// ---- SwiGLU: y = silu(g) u; dg = dy u (s + g s (1 - s)), du = dy g s ----
+
+template <typename T>
+__global__ void swiglu_forward_kernel(const T *g, const T *u, T *y, long long n) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+        float v = ln_load(g, i);
+        ln_store(y, i, v * sigmoidf(v) * ln_load(u, i));
+    }
+}
+
+// dg and du may be NULL (that input needs no gradient)
+template <typename T>
+__global__ void swiglu_backward_kernel(const T *g, const T *u, const T *dy, T *dg, T *du, long long n) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+        float v = ln_load(g, i), s = sigmoidf(v), d = ln_load(dy, i);
+        if (dg) ln_store(dg, i, ln_load(dg, i) + d * ln_load(u, i) * (s + v * s * (1.0f - s)));
+        if (du) ln_store(du, i, ln_load(du, i) + d * v * s);
+    }
+}
+
+static int swiglu_same_dtype(const ln_tensor *g, const ln_tensor *u) {
+    if (g->dtype == u->dtype) return LN_OK;
+    return ln_fail("swiglu: the CUDA kernel needs gate and up in one dtype, got %s and %s", ln_dtype_name(g->dtype),
+                   ln_dtype_name(u->dtype));
+}
+
+extern "C" int ln_swiglu_forward_cuda(ln_node *n) {
+    ln_tensor *g = n->in[0], *u = n->in[1], *y = n->out[0];
+    if (swiglu_same_dtype(g, u)) return LN_ERR;
+    LN_DISPATCH_FLOAT(g->dtype, "swiglu", {
+        swiglu_forward_kernel<T><<<grid_for(g->numel), 256, 0, ln_stream()>>>((const T *)g->data, (const T *)u->data,
+                                                                          (T *)y->data, g->numel);
+    });
+    LN_CUDA_LAUNCHED("swiglu forward");
+    return LN_OK;
+}
+
+extern "C" int ln_swiglu_backward_cuda(ln_node *n) {
+    ln_tensor *g = ln_node_saved(n, 0), *u = ln_node_saved(n, 1), *y = n->out[0];
+    if (!y->grad) return LN_OK;
+    if (swiglu_same_dtype(g, u)) return LN_ERR;
+    ln_tensor *dg = n->in[0]->requires_grad ? ln_grad_of(n->in[0]) : NULL;
+    ln_tensor *du = n->in[1]->requires_grad ? ln_grad_of(n->in[1]) : NULL;
+    if ((n->in[0]->requires_grad && !dg) || (n->in[1]->requires_grad && !du)) return LN_ERR;
+    if (!dg && !du) return LN_OK;
+    LN_DISPATCH_FLOAT(g->dtype, "swiglu", {
+        swiglu_backward_kernel<T><<<grid_for(g->numel), 256, 0, ln_stream()>>>(
+            (const T *)g->data, (const T *)u->data, (const T *)y->grad->data, dg ? (T *)dg->data : NULL,
+            du ? (T *)du->data : NULL, g->numel);
+    });
+    LN_CUDA_LAUNCHED("swiglu backward");
+    return LN_OK;
+}

@@ -81,10 +81,15 @@ static int cross_entropy_backward_cpu(ln_node *n) {
     return status;
 }
 
+#ifdef LINNET_CUDA
+int ln_cross_entropy_forward_cuda(ln_node *n);
+int ln_cross_entropy_backward_cuda(ln_node *n);
+#endif
+
 static const ln_op cross_entropy_op = {
     .name = "cross_entropy",
-    .forward = {[LN_CPU] = cross_entropy_forward_cpu},
-    .backward = {[LN_CPU] = cross_entropy_backward_cpu},
+    .forward = {[LN_CPU] = cross_entropy_forward_cpu LN_ON_CUDA(ln_cross_entropy_forward_cuda)},
+    .backward = {[LN_CPU] = cross_entropy_backward_cpu LN_ON_CUDA(ln_cross_entropy_backward_cuda)},
 };
 
 ln_tensor *ln_cross_entropy(ln_tensor *logits, ln_tensor *targets) {

@@ -62,10 +62,15 @@ static int add_backward_cpu(ln_node *n) {
     return status;
 }
 
+#ifdef LINNET_CUDA
+int ln_add_forward_cuda(ln_node *n);
+int ln_add_backward_cuda(ln_node *n);
+#endif
+
 static const ln_op add_op = {
     .name = "add",
-    .forward = {[LN_CPU] = add_forward_cpu},
-    .backward = {[LN_CPU] = add_backward_cpu},
+    .forward = {[LN_CPU] = add_forward_cpu LN_ON_CUDA(ln_add_forward_cuda)},
+    .backward = {[LN_CPU] = add_backward_cpu LN_ON_CUDA(ln_add_backward_cuda)},
 };
 
 ln_tensor *ln_add(ln_tensor *a, ln_tensor *b) {
@@ -117,10 +122,15 @@ static int mul_backward_cpu(ln_node *n) {
     return status;
 }
 
+#ifdef LINNET_CUDA
+int ln_mul_forward_cuda(ln_node *n);
+int ln_mul_backward_cuda(ln_node *n);
+#endif
+
 static const ln_op mul_op = {
     .name = "mul",
-    .forward = {[LN_CPU] = mul_forward_cpu},
-    .backward = {[LN_CPU] = mul_backward_cpu},
+    .forward = {[LN_CPU] = mul_forward_cpu LN_ON_CUDA(ln_mul_forward_cuda)},
+    .backward = {[LN_CPU] = mul_backward_cpu LN_ON_CUDA(ln_mul_backward_cuda)},
 };
 
 ln_tensor *ln_mul(ln_tensor *a, ln_tensor *b) {
@@ -152,10 +162,15 @@ static int scale_backward_cpu(ln_node *n) {
     return status;
 }
 
+#ifdef LINNET_CUDA
+int ln_scale_forward_cuda(ln_node *n);
+int ln_scale_backward_cuda(ln_node *n);
+#endif
+
 static const ln_op scale_op = {
     .name = "scale",
-    .forward = {[LN_CPU] = scale_forward_cpu},
-    .backward = {[LN_CPU] = scale_backward_cpu},
+    .forward = {[LN_CPU] = scale_forward_cpu LN_ON_CUDA(ln_scale_forward_cuda)},
+    .backward = {[LN_CPU] = scale_backward_cpu LN_ON_CUDA(ln_scale_backward_cuda)},
 };
 
 ln_tensor *ln_scale(ln_tensor *x, double s) {

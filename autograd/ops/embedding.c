@@ -45,10 +45,15 @@ static int embedding_backward_cpu(ln_node *n) {
     return LN_OK;
 }
 
+#ifdef LINNET_CUDA
+int ln_embedding_forward_cuda(ln_node *n);
+int ln_embedding_backward_cuda(ln_node *n);
+#endif
+
 static const ln_op embedding_op = {
     .name = "embedding",
-    .forward = {[LN_CPU] = embedding_forward_cpu},
-    .backward = {[LN_CPU] = embedding_backward_cpu},
+    .forward = {[LN_CPU] = embedding_forward_cpu LN_ON_CUDA(ln_embedding_forward_cuda)},
+    .backward = {[LN_CPU] = embedding_backward_cpu LN_ON_CUDA(ln_embedding_backward_cuda)},
 };
 
 ln_tensor *ln_embedding(ln_tensor *weight, ln_tensor *ids) {

@@ -171,10 +171,15 @@ static int matmul_backward_cpu(ln_node *n) {
     return status;
 }
 
+#ifdef LINNET_CUDA
+int ln_matmul_forward_cuda(ln_node *n);
+int ln_matmul_backward_cuda(ln_node *n);
+#endif
+
 static const ln_op matmul_op = {
     .name = "matmul",
-    .forward = {[LN_CPU] = matmul_forward_cpu},
-    .backward = {[LN_CPU] = matmul_backward_cpu},
+    .forward = {[LN_CPU] = matmul_forward_cpu LN_ON_CUDA(ln_matmul_forward_cuda)},
+    .backward = {[LN_CPU] = matmul_backward_cpu LN_ON_CUDA(ln_matmul_backward_cuda)},
 };
 
 ln_tensor *ln_matmul(ln_tensor *a, ln_tensor *b, bool trans_a, bool trans_b) {

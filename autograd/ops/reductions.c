@@ -38,16 +38,23 @@ static int total_backward_cpu(ln_node *n) {
     return status;
 }
 
+#ifdef LINNET_CUDA
+int ln_total_forward_cuda(ln_node *n);
+int ln_total_backward_cuda(ln_node *n);
+int ln_sum_last_forward_cuda(ln_node *n);
+int ln_sum_last_backward_cuda(ln_node *n);
+#endif
+
 static const ln_op sum_op = {
     .name = "sum",
-    .forward = {[LN_CPU] = total_forward_cpu},
-    .backward = {[LN_CPU] = total_backward_cpu},
+    .forward = {[LN_CPU] = total_forward_cpu LN_ON_CUDA(ln_total_forward_cuda)},
+    .backward = {[LN_CPU] = total_backward_cpu LN_ON_CUDA(ln_total_backward_cuda)},
 };
 
 static const ln_op mean_op = {
     .name = "mean",
-    .forward = {[LN_CPU] = total_forward_cpu},
-    .backward = {[LN_CPU] = total_backward_cpu},
+    .forward = {[LN_CPU] = total_forward_cpu LN_ON_CUDA(ln_total_forward_cuda)},
+    .backward = {[LN_CPU] = total_backward_cpu LN_ON_CUDA(ln_total_backward_cuda)},
 };
 
 static ln_tensor *total(const ln_op *op, ln_tensor *x, bool mean) {
@@ -101,8 +108,8 @@ static int sum_last_backward_cpu(ln_node *n) {
 
 static const ln_op sum_last_op = {
     .name = "sum_last",
-    .forward = {[LN_CPU] = sum_last_forward_cpu},
-    .backward = {[LN_CPU] = sum_last_backward_cpu},
+    .forward = {[LN_CPU] = sum_last_forward_cpu LN_ON_CUDA(ln_sum_last_forward_cuda)},
+    .backward = {[LN_CPU] = sum_last_backward_cpu LN_ON_CUDA(ln_sum_last_backward_cuda)},
 };
 
 ln_tensor *ln_sum_last(ln_tensor *x) {

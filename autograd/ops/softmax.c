@@ -43,10 +43,15 @@ static int softmax_backward_cpu(ln_node *n) {
     return status;
 }
 
+#ifdef LINNET_CUDA
+int ln_softmax_forward_cuda(ln_node *n);
+int ln_softmax_backward_cuda(ln_node *n);
+#endif
+
 static const ln_op softmax_op = {
     .name = "softmax",
-    .forward = {[LN_CPU] = softmax_forward_cpu},
-    .backward = {[LN_CPU] = softmax_backward_cpu},
+    .forward = {[LN_CPU] = softmax_forward_cpu LN_ON_CUDA(ln_softmax_forward_cuda)},
+    .backward = {[LN_CPU] = softmax_backward_cpu LN_ON_CUDA(ln_softmax_backward_cuda)},
 };
 
 ln_tensor *ln_softmax(ln_tensor *x) {

@@ -1,0 +1,197 @@
+// Fused cross-entropy on the GPU: logits [rows, V] (f32 or bf16, read as stored: no fp32 copy, no
+// probabilities kept), targets i32 [rows] (-1 = ignored). Same math as cross_entropy.c (the CPU
+// reference), which it shares one op record with:
+//   forward:  lse[r] = max + log sum exp(x - max), saved (f32) for the backward as the CPU saves
+//             it; loss = sum over counted rows of (lse[r] - x[r, target]) / count.
+//   backward: dlogits += (exp(x - lse) - onehot(target)) * dloss / count, zero for ignored rows.
+// The count of non-ignored targets is taken on the device (no host sync in a step). Sums are fixed
+// block trees and the loss one single-block pass over the rows: run-to-run identical.
+//
+// Out-of-range targets (not -1, not in [0, V)) are treated as ignored rather than trusted; with
+// LINNET_CHECK_IDS set (to anything but "0") the forward finds the first one and syncs once to
+// report it as the CPU path does (see embedding.cu).
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "autograd/cuda/cuda_check.cuh"
+
+#define THREADS 256
+
+static bool check_ids_enabled(void) {
+    const char *v = getenv("LINNET_CHECK_IDS");
+    return v && *v && strcmp(v, "0") != 0;
+}
+
+// The block's total, in every thread, the same tree every run (float or long long). Every
+// thread of the block must call it; blockDim.x a multiple of 32.
+template <typename A>
+static __device__ A ce_block_sum(A v) {
+    __shared__ A warp_vals[32];
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    __syncthreads(); // an earlier call may still be reading warp_vals
+    if (lane == 0) warp_vals[warp] = v;
+    __syncthreads();
+    v = lane < warps ? warp_vals[lane] : (A)0;
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// The block's max, likewise.
+static __device__ float ce_block_max(float v) {
+    __shared__ float warp_vals[32];
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    __syncthreads();
+    if (lane == 0) warp_vals[warp] = v;
+    __syncthreads();
+    v = lane < warps ? warp_vals[lane] : -INFINITY;
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+__device__ __forceinline__ bool counted(int t, long long V) { return t >= 0 && t < V; }
+
+// One block per row: lse[r], and row_loss[r] = lse[r] - x[r, target] (0 when not counted).
+template <typename T>
+__global__ void ce_forward_rows_kernel(const T *x, const int *targets, float *lse, float *row_loss, long long rows,
+                                       long long V, unsigned long long *first_bad) {
+    for (long long r = blockIdx.x; r < rows; r += gridDim.x) { // uniform per block
+        const T *xr = x + r * V;
+        float max = -INFINITY;
+        for (long long j = threadIdx.x; j < V; j += blockDim.x) max = fmaxf(max, ln_load(xr, j));
+        max = ce_block_max(max);
+        float total = 0.0f;
+        for (long long j = threadIdx.x; j < V; j += blockDim.x) total += expf(ln_load(xr, j) - max);
+        total = ce_block_sum(total);
+        if (threadIdx.x == 0) {
+            float l = max + logf(total);
+            int t = targets[r];
+            lse[r] = l;
+            row_loss[r] = counted(t, V) ? l - ln_load(xr, t) : 0.0f;
+            if (first_bad && t != -1 && !counted(t, V)) atomicMin(first_bad, (unsigned long long)r);
+        }
+    }
+}
+
+// One block: out = sum(row_loss) / max(count, 1).
+template <typename T>
+__global__ void ce_forward_loss_kernel(const float *row_loss, const int *targets, long long rows, long long V, T *out) {
+    float s = 0.0f;
+    long long c = 0;
+    for (long long r = threadIdx.x; r < rows; r += blockDim.x) {
+        s += row_loss[r];
+        c += counted(targets[r], V);
+    }
+    s = ce_block_sum(s);
+    c = ce_block_sum(c);
+    if (threadIdx.x == 0) ln_store(out, 0, s / (float)(c ? c : 1));
+}
+
+// One block: scale[0] = dloss / max(count, 1).
+template <typename T>
+__global__ void ce_backward_scale_kernel(const int *targets, long long rows, long long V, const T *dloss, float *scale) {
+    long long c = 0;
+    for (long long r = threadIdx.x; r < rows; r += blockDim.x) c += counted(targets[r], V);
+    c = ce_block_sum(c);
+    if (threadIdx.x == 0) scale[0] = ln_load(dloss, 0) / (float)(c ? c : 1);
+}
+
+// One block per row: dx[r, j] += (exp(x - lse) - [j == target]) * scale, counted rows only.
+template <typename T>
+__global__ void ce_backward_rows_kernel(const T *x, const int *targets, const float *lse, const float *scale, T *dx,
+                                        long long rows, long long V) {
+    float s = scale[0];
+    for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
+        int t = targets[r];
+        if (!counted(t, V)) continue;
+        const T *xr = x + r * V;
+        T *dr = dx + r * V;
+        float l = lse[r];
+        for (long long j = threadIdx.x; j < V; j += blockDim.x) {
+            float p = expf(ln_load(xr, j) - l) * s - (j == t ? s : 0.0f);
+            ln_store(dr, j, ln_load(dr, j) + p);
+        }
+    }
+}
+
+static unsigned row_grid(long long rows) { return rows < (1LL << 20) ? (unsigned)rows : (1u << 20); }
+
+extern "C" int ln_cross_entropy_forward_cuda(ln_node *n) {
+    ln_tensor *lt = n->in[0], *tt = n->in[1], *out = n->out[0];
+    long long V = lt->shape[lt->ndim - 1], rows = tt->numel;
+    if (lt->dtype != LN_F32 && lt->dtype != LN_BF16)
+        return ln_fail("cross_entropy: the CUDA kernel takes f32 or bf16 logits, not %s", ln_dtype_name(lt->dtype));
+    ln_tensor *lse_t = ln_arena_tensor(LN_F32, lt->device, tt->ndim, tt->shape);
+    if (!lse_t) return LN_ERR;
+    bool check = check_ids_enabled();
+    // row losses, then (when checking) the first bad row
+    char *scratch = NULL;
+    size_t loss_bytes = ((size_t)(rows > 0 ? rows : 1) * sizeof(float) + 7) / 8 * 8;
+    LN_CUDA_TRY(cudaMallocAsync((void **)&scratch, loss_bytes + sizeof(unsigned long long), ln_stream()));
+    float *row_loss = (float *)scratch;
+    unsigned long long *first_bad = check ? (unsigned long long *)(scratch + loss_bytes) : NULL;
+    cudaError_t status = check ? cudaMemsetAsync(first_bad, 0xFF, sizeof *first_bad, ln_stream()) : cudaSuccess;
+    if (status == cudaSuccess && rows > 0) {
+        LN_DISPATCH_FLOAT(lt->dtype, "cross_entropy", {
+            ce_forward_rows_kernel<T><<<row_grid(rows), THREADS, 0, ln_stream()>>>(
+                (const T *)lt->data, (const int *)tt->data, (float *)lse_t->data, row_loss, rows, V, first_bad);
+        });
+        status = cudaPeekAtLastError();
+    }
+    if (status == cudaSuccess) {
+        LN_DISPATCH_FLOAT(lt->dtype, "cross_entropy", {
+            ce_forward_loss_kernel<T><<<1, THREADS, 0, ln_stream()>>>(row_loss, (const int *)tt->data, rows, V,
+                                                                       (T *)out->data);
+        });
+        status = cudaPeekAtLastError();
+    }
+    unsigned long long bad = ULLONG_MAX;
+    int bad_target = 0;
+    if (status == cudaSuccess && check) {
+        status = cudaMemcpyAsync(&bad, first_bad, sizeof bad, cudaMemcpyDeviceToHost, ln_stream());
+        if (status == cudaSuccess) status = cudaStreamSynchronize(ln_stream());
+        if (status == cudaSuccess && bad != ULLONG_MAX) {
+            status = cudaMemcpyAsync(&bad_target, (const int *)tt->data + bad, sizeof bad_target,
+                                     cudaMemcpyDeviceToHost, ln_stream());
+            if (status == cudaSuccess) status = cudaStreamSynchronize(ln_stream());
+        }
+    }
+    LN_CUDA_TRY(cudaFreeAsync(scratch, ln_stream())); // stream-ordered: after the kernels
+    LN_CUDA_TRY(status);
+    if (bad != ULLONG_MAX)
+        return ln_fail("cross_entropy: target %d at position %llu of %s is outside [0, %lld) (or -1 to ignore)",
+                       bad_target, bad, ln_tensor_label(tt, "targets"), V);
+    ln_node_save(n, lse_t); // SAVED_LSE, as the CPU forward
+    return LN_OK;
+}
+
+extern "C" int ln_cross_entropy_backward_cuda(ln_node *n) {
+    ln_tensor *out = n->out[0];
+    if (!out->grad || !n->in[0]->requires_grad) return LN_OK;
+    ln_tensor *lt = ln_node_saved(n, 0), *tt = ln_node_saved(n, 1), *lse_t = ln_node_saved(n, 2);
+    long long V = lt->shape[lt->ndim - 1], rows = tt->numel;
+    ln_tensor *dx = ln_grad_of(n->in[0]);
+    if (!dx) return LN_ERR;
+    if (rows == 0 || V == 0) return LN_OK;
+    if (lt->dtype != LN_F32 && lt->dtype != LN_BF16)
+        return ln_fail("cross_entropy: the CUDA kernel takes f32 or bf16 logits, not %s", ln_dtype_name(lt->dtype));
+    float *scale = NULL;
+    LN_CUDA_TRY(cudaMallocAsync((void **)&scale, sizeof *scale, ln_stream()));
+    cudaError_t status = cudaSuccess;
+    LN_DISPATCH_FLOAT(lt->dtype, "cross_entropy", {
+        ce_backward_scale_kernel<T><<<1, THREADS, 0, ln_stream()>>>((const int *)tt->data, rows, V,
+                                                                     (const T *)out->grad->data, scale);
+        status = cudaPeekAtLastError();
+        if (status == cudaSuccess) {
+            ce_backward_rows_kernel<T><<<row_grid(rows), THREADS, 0, ln_stream()>>>(
+                (const T *)lt->data, (const int *)tt->data, (const float *)lse_t->data, scale, (T *)dx->data, rows, V);
+            status = cudaPeekAtLastError();
+        }
+    });
+    LN_CUDA_TRY(cudaFreeAsync(scale, ln_stream())); // stream-ordered: after the kernels
+    LN_CUDA_TRY(status);
+    return LN_OK;
+}

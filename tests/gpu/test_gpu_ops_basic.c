@@ -1,0 +1,351 @@
+/* The core ops' CUDA kernels against the CPU path: matmul, add/mul/scale, gelu/swiglu, sum/mean/
+ * sum_last, embedding, softmax and cross-entropy, forward and backward, f32 and bf16, on awkward
+ * sizes (not multiples of 32 or 128). Plus run-to-run determinism and out-of-range ids. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "autograd/cuda/cuda_context.h"
+#include "autograd/memory.h"
+#include "gpu/gpu_testing.h"
+#include "testing.h"
+
+/* Both dtypes with their tolerances; `what` gets " f32" / " bf16" appended. */
+static void check_both(const char *what, ln_gradcheck_fn f, void *ctx, int n, ln_tensor *const *inputs) {
+    char name[96];
+    snprintf(name, sizeof name, "%s f32", what);
+    gpu_check(name, f, ctx, n, inputs, LN_F32, GPU_TOL_F32);
+    snprintf(name, sizeof name, "%s bf16", what);
+    gpu_check(name, f, ctx, n, inputs, LN_BF16, GPU_TOL_BF16);
+}
+
+/* ---- matmul ---- */
+
+typedef struct {
+    bool ta, tb;
+} mm_ctx;
+
+static ln_tensor *matmul_of(ln_tensor *const *in, void *ctx) {
+    const mm_ctx *c = ctx;
+    return ln_matmul(in[0], in[1], c->ta, c->tb);
+}
+
+/* a [lead..., M, K] (or [..., K, M]), b [lead..., K, N] (or [..., N, K]) or 2-D when shared */
+static void check_matmul(const char *what, int lead_dims, const int64_t *lead, bool shared, bool ta, bool tb,
+                         uint64_t seed) {
+    const int64_t M = 37, K = 130, N = 67;
+    int64_t sa[LN_MAX_DIMS], sb[LN_MAX_DIMS];
+    for (int i = 0; i < lead_dims; i++) sa[i] = sb[i] = lead[i];
+    sa[lead_dims] = ta ? K : M;
+    sa[lead_dims + 1] = ta ? M : K;
+    int db = shared ? 0 : lead_dims;
+    sb[db] = tb ? N : K;
+    sb[db + 1] = tb ? K : N;
+    ln_tensor *in[2] = {gpu_randn(lead_dims + 2, sa, 1.0, seed), gpu_randn(db + 2, sb, 1.0, seed + 1)};
+    mm_ctx c = {ta, tb};
+    char name[96];
+    snprintf(name, sizeof name, "%s%s%s", what, ta ? " ta" : "", tb ? " tb" : "");
+    check_both(name, matmul_of, &c, 2, in);
+    ln_tensor_free(in[0]);
+    ln_tensor_free(in[1]);
+}
+
+static void matmul_matches_cpu(void **state) {
+    NEED_GPU();
+    for (int t = 0; t < 4; t++) {
+        bool ta = t & 1, tb = t & 2;
+        check_matmul("matmul 2-D", 0, NULL, true, ta, tb, 10 + t);
+        check_matmul("matmul batched [3]", 1, (int64_t[]){3}, false, ta, tb, 20 + t);
+        check_matmul("matmul batched [2,3]", 2, (int64_t[]){2, 3}, false, ta, tb, 30 + t);
+        check_matmul("matmul shared b [2,3]", 2, (int64_t[]){2, 3}, true, ta, tb, 40 + t);
+    }
+}
+
+/* Only one input needs a gradient: the other's stays untouched (and absent). */
+static void matmul_one_side_grad(void **state) {
+    NEED_GPU();
+    ln_tensor *in[2] = {gpu_randn(3, (int64_t[]){3, 37, 130}, 1.0, 50), gpu_randn(2, (int64_t[]){130, 67}, 1.0, 51)};
+    mm_ctx c = {false, false};
+    in[1]->requires_grad = false;
+    check_both("matmul only da", matmul_of, &c, 2, in);
+    in[1]->requires_grad = true;
+    in[0]->requires_grad = false;
+    check_both("matmul only db", matmul_of, &c, 2, in);
+    ln_tensor_free(in[0]);
+    ln_tensor_free(in[1]);
+}
+
+/* ---- elementwise ---- */
+
+static ln_tensor *add_of(ln_tensor *const *in, void *ctx) { return ln_add(in[0], in[1]); }
+static ln_tensor *mul_of(ln_tensor *const *in, void *ctx) { return ln_mul(in[0], in[1]); }
+static ln_tensor *scale_of(ln_tensor *const *in, void *ctx) { return ln_scale(in[0], -1.7); }
+
+static void check_binary(const char *what, int nb, const int64_t *sb, uint64_t seed) {
+    ln_tensor *in[2] = {gpu_randn(3, (int64_t[]){5, 37, 67}, 1.0, seed), gpu_randn(nb, sb, 1.0, seed + 1)};
+    char name[96];
+    snprintf(name, sizeof name, "add %s", what);
+    check_both(name, add_of, NULL, 2, in);
+    snprintf(name, sizeof name, "mul %s", what);
+    check_both(name, mul_of, NULL, 2, in);
+    ln_tensor_free(in[0]);
+    ln_tensor_free(in[1]);
+}
+
+static void elementwise_matches_cpu(void **state) {
+    NEED_GPU();
+    check_binary("same shape", 3, (int64_t[]){5, 37, 67}, 60);
+    check_binary("bias [67]", 1, (int64_t[]){67}, 62);
+    check_binary("broadcast [37, 67]", 2, (int64_t[]){37, 67}, 64);
+    check_binary("scalar-like [1]", 1, (int64_t[]){1}, 66);
+    ln_tensor *x = gpu_randn(2, (int64_t[]){37, 130}, 1.0, 68);
+    check_both("scale", scale_of, NULL, 1, &x);
+    ln_tensor_free(x);
+}
+
+/* Many rows over a short b: the broadcast gradient's reduction takes its two-pass path. */
+static void broadcast_gradient_many_rows(void **state) {
+    NEED_GPU();
+    ln_tensor *in[2] = {gpu_randn(2, (int64_t[]){20000, 13}, 1.0, 70), gpu_randn(1, (int64_t[]){13}, 1.0, 71)};
+    check_both("add bias, 20000 rows", add_of, NULL, 2, in);
+    check_both("mul gain, 20000 rows", mul_of, NULL, 2, in);
+    ln_tensor_free(in[0]);
+    ln_tensor_free(in[1]);
+}
+
+/* ---- activations ---- */
+
+static ln_tensor *gelu_of(ln_tensor *const *in, void *ctx) { return ln_gelu(in[0]); }
+static ln_tensor *swiglu_of(ln_tensor *const *in, void *ctx) { return ln_swiglu(in[0], in[1]); }
+
+static void activations_match_cpu(void **state) {
+    NEED_GPU();
+    ln_tensor *x = gpu_randn(2, (int64_t[]){37, 130}, 2.0, 80);
+    check_both("gelu", gelu_of, NULL, 1, &x);
+    ln_tensor_free(x);
+    ln_tensor *in[2] = {gpu_randn(3, (int64_t[]){3, 37, 67}, 2.0, 81), gpu_randn(3, (int64_t[]){3, 37, 67}, 1.0, 82)};
+    check_both("swiglu", swiglu_of, NULL, 2, in);
+    in[1]->requires_grad = false;
+    check_both("swiglu (gate grad only)", swiglu_of, NULL, 2, in);
+    ln_tensor_free(in[0]);
+    ln_tensor_free(in[1]);
+}
+
+/* ---- reductions ---- */
+
+static ln_tensor *sum_of(ln_tensor *const *in, void *ctx) { return ln_sum(in[0]); }
+static ln_tensor *mean_of(ln_tensor *const *in, void *ctx) { return ln_mean(in[0]); }
+static ln_tensor *sum_last_of(ln_tensor *const *in, void *ctx) { return ln_sum_last(in[0]); }
+
+static void reductions_match_cpu(void **state) {
+    NEED_GPU();
+    ln_tensor *small = gpu_randn(2, (int64_t[]){37, 130}, 1.0, 90);
+    ln_tensor *large = gpu_randn(2, (int64_t[]){300, 1001}, 1.0, 91); /* many blocks in pass one */
+    ln_tensor *one = gpu_randn(1, (int64_t[]){1}, 1.0, 92);
+    /* a nonzero mean keeps the total away from zero, where a relative error means little */
+    for (int64_t i = 0; i < large->numel; i++) ln_set(large, i, ln_get(large, i) + 0.5);
+    check_both("sum [37, 130]", sum_of, NULL, 1, &small);
+    check_both("sum [300, 1001]", sum_of, NULL, 1, &large);
+    check_both("sum [1]", sum_of, NULL, 1, &one);
+    check_both("mean [37, 130]", mean_of, NULL, 1, &small);
+    check_both("mean [300, 1001]", mean_of, NULL, 1, &large);
+    check_both("sum_last [37, 130]", sum_last_of, NULL, 1, &small);
+    check_both("sum_last [300, 1001]", sum_last_of, NULL, 1, &large);
+    ln_tensor *x3 = gpu_randn(3, (int64_t[]){3, 37, 5}, 1.0, 93);
+    check_both("sum_last [3, 37, 5]", sum_last_of, NULL, 1, &x3);
+    ln_tensor_free(small);
+    ln_tensor_free(large);
+    ln_tensor_free(one);
+    ln_tensor_free(x3);
+}
+
+/* ---- embedding ---- */
+
+static ln_tensor *embedding_of(ln_tensor *const *in, void *ctx) { return ln_embedding(in[0], in[1]); }
+
+static void embedding_matches_cpu(void **state) {
+    NEED_GPU();
+    /* 148 ids over 50 rows: many repeats; some rows never used */
+    ln_tensor *in[2] = {gpu_randn(2, (int64_t[]){50, 67}, 1.0, 100), gpu_randint(2, (int64_t[]){4, 37}, 50, 101)};
+    check_both("embedding V=50 D=67", embedding_of, NULL, 2, in);
+    ln_tensor_free(in[0]);
+    ln_tensor_free(in[1]);
+    /* wide rows (several passes of a block over D), one id repeated everywhere */
+    ln_tensor *w = gpu_randn(2, (int64_t[]){1000, 300}, 1.0, 102);
+    ln_tensor *ids = gpu_randint(1, (int64_t[]){77}, 1000, 103);
+    for (int64_t i = 0; i < ids->numel; i += 3) ln_set(ids, i, 999);
+    ln_tensor *in2[2] = {w, ids};
+    check_both("embedding V=1000 D=300", embedding_of, NULL, 2, in2);
+    ln_tensor_free(w);
+    ln_tensor_free(ids);
+}
+
+/* ---- softmax ---- */
+
+static ln_tensor *softmax_of(ln_tensor *const *in, void *ctx) { return ln_softmax(in[0]); }
+
+static void softmax_matches_cpu(void **state) {
+    NEED_GPU();
+    ln_tensor *wide = gpu_randn(2, (int64_t[]){37, 1000}, 3.0, 110);
+    ln_tensor *narrow = gpu_randn(3, (int64_t[]){3, 37, 5}, 3.0, 111);
+    ln_tensor *single = gpu_randn(2, (int64_t[]){7, 1}, 1.0, 112);
+    check_both("softmax rows of 1000", softmax_of, NULL, 1, &wide);
+    check_both("softmax rows of 5", softmax_of, NULL, 1, &narrow);
+    check_both("softmax rows of 1", softmax_of, NULL, 1, &single);
+    ln_tensor_free(wide);
+    ln_tensor_free(narrow);
+    ln_tensor_free(single);
+}
+
+/* ---- cross-entropy ---- */
+
+static ln_tensor *cross_entropy_of(ln_tensor *const *in, void *ctx) { return ln_cross_entropy(in[0], in[1]); }
+
+/* x [37, 130] @ w [130, 1000] -> logits -> loss: the LM head, through two ops */
+static ln_tensor *lm_head_of(ln_tensor *const *in, void *ctx) {
+    return ln_cross_entropy(ln_matmul(in[0], in[1], false, false), in[2]);
+}
+
+static void cross_entropy_matches_cpu(void **state) {
+    NEED_GPU();
+    ln_tensor *logits = gpu_randn(3, (int64_t[]){3, 37, 1000}, 2.0, 120);
+    ln_tensor *targets = gpu_randint(2, (int64_t[]){3, 37}, 1000, 121);
+    for (int64_t i = 0; i < targets->numel; i += 7) ln_set(targets, i, -1); /* some ignored */
+    ln_tensor *in[2] = {logits, targets};
+    check_both("cross_entropy V=1000", cross_entropy_of, NULL, 2, in);
+
+    ln_tensor *x = gpu_randn(2, (int64_t[]){37, 130}, 1.0, 122);
+    ln_tensor *w = gpu_randn(2, (int64_t[]){130, 1000}, 0.1, 123);
+    ln_tensor *t = gpu_randint(1, (int64_t[]){37}, 1000, 124);
+    ln_set(t, 5, -1);
+    ln_tensor *head[3] = {x, w, t};
+    check_both("matmul + cross_entropy", lm_head_of, NULL, 3, head);
+
+    /* every target ignored: loss 0, gradient 0 on both devices */
+    ln_tensor *small = gpu_randn(2, (int64_t[]){4, 10}, 1.0, 125);
+    ln_tensor *none = gpu_randint(1, (int64_t[]){4}, 10, 126);
+    for (int64_t i = 0; i < none->numel; i++) ln_set(none, i, -1);
+    ln_tensor *all_ignored[2] = {small, none};
+    check_both("cross_entropy all ignored", cross_entropy_of, NULL, 2, all_ignored);
+
+    ln_tensor_free(logits);
+    ln_tensor_free(targets);
+    ln_tensor_free(x);
+    ln_tensor_free(w);
+    ln_tensor_free(t);
+    ln_tensor_free(small);
+    ln_tensor_free(none);
+}
+
+/* ---- determinism and bad ids ---- */
+
+static ln_tensor *upload(const ln_tensor *host) {
+    ln_tensor *d = ln_tensor_new(host->dtype, LN_CUDA, host->ndim, host->shape);
+    assert_tensor(d);
+    assert_ok(ln_tensor_copy(d, host));
+    return d;
+}
+
+static ln_tensor *download(const ln_tensor *dev) {
+    ln_tensor *h = ln_tensor_new(dev->dtype, LN_CPU, dev->ndim, dev->shape);
+    assert_tensor(h);
+    assert_ok(ln_tensor_copy(h, dev));
+    return h;
+}
+
+/* loss = sum(embedding(w, ids)) + cross_entropy(embedding(w, ids) @ w^T, targets): the value and
+ * w's gradient, on the host. */
+static void embed_step(ln_tensor *w_host, ln_tensor *ids_host, ln_tensor *t_host, ln_tensor **loss, ln_tensor **grad) {
+    ln_tensor *w = upload(w_host), *ids = upload(ids_host), *t = upload(t_host);
+    w->requires_grad = true;
+    ln_tensor *e = ln_embedding(w, ids);
+    ln_tensor *l = ln_add(ln_sum(e), ln_cross_entropy(ln_matmul(e, w, false, true), t));
+    assert_tensor(l);
+    assert_ok(ln_backward(l));
+    assert_ok(ln_cuda_sync("embed_step"));
+    *loss = download(l);
+    *grad = download(w->grad);
+    ln_tape_clear();
+    ln_tensor_free(w);
+    ln_tensor_free(ids);
+    ln_tensor_free(t);
+}
+
+static void results_repeat_bit_for_bit(void **state) {
+    NEED_GPU();
+    ln_tensor *w = gpu_randn(2, (int64_t[]){301, 96}, 1.0, 130);
+    ln_tensor *ids = gpu_randint(1, (int64_t[]){4099}, 301, 131); /* ~14 uses per row */
+    ln_tensor *t = gpu_randint(1, (int64_t[]){4099}, 301, 132);
+    ln_tensor *loss1, *grad1, *loss2, *grad2;
+    embed_step(w, ids, t, &loss1, &grad1);
+    embed_step(w, ids, t, &loss2, &grad2);
+    assert_memory_equal(loss1->data, loss2->data, sizeof(float));
+    assert_memory_equal(grad1->data, grad2->data, (size_t)grad1->numel * sizeof(float));
+
+    ln_tensor *big = gpu_randn(1, (int64_t[]){3000001}, 1.0, 133);
+    ln_tensor *d = upload(big);
+    ln_tensor *s1 = download(ln_sum(d)), *s2 = download(ln_sum(d));
+    assert_memory_equal(s1->data, s2->data, sizeof(float));
+    ln_tape_clear();
+
+    ln_tensor *all[] = {w, ids, t, loss1, grad1, loss2, grad2, big, d, s1, s2};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) ln_tensor_free(all[i]);
+}
+
+static void bad_ids_never_crash(void **state) {
+    NEED_GPU();
+    ln_tensor *w_host = gpu_randn(2, (int64_t[]){10, 33}, 1.0, 140);
+    ln_tensor *ids_host = gpu_randint(1, (int64_t[]){6}, 10, 141);
+    ln_set(ids_host, 2, 10);  /* one past the end */
+    ln_set(ids_host, 4, -3);
+    ln_tensor *w = upload(w_host), *ids = upload(ids_host);
+
+    /* unchecked: zero rows for the bad ids, the good rows gathered */
+    unsetenv("LINNET_CHECK_IDS");
+    ln_tensor *y = ln_embedding(w, ids);
+    assert_tensor(y);
+    ln_tensor *yh = download(y);
+    for (int64_t d = 0; d < 33; d++) {
+        assert_true(ln_get(yh, 2 * 33 + d) == 0.0 && ln_get(yh, 4 * 33 + d) == 0.0);
+        int64_t id0 = (int64_t)ln_get(ids_host, 0);
+        assert_true(ln_get(yh, d) == ln_get(w_host, id0 * 33 + d));
+    }
+    assert_ok(ln_cuda_sync("bad ids"));
+
+    /* checked: an error naming the op and the first bad position */
+    setenv("LINNET_CHECK_IDS", "1", 1);
+    assert_null(ln_embedding(w, ids));
+    assert_non_null(strstr(ln_error_message(), "embedding"));
+    assert_non_null(strstr(ln_error_message(), "position 2"));
+    ln_tensor *logits_host = gpu_randn(2, (int64_t[]){6, 10}, 1.0, 142), *logits = upload(logits_host);
+    assert_null(ln_cross_entropy(logits, ids));
+    assert_non_null(strstr(ln_error_message(), "cross_entropy"));
+    unsetenv("LINNET_CHECK_IDS");
+    assert_ok(ln_cuda_sync("bad ids"));
+
+    ln_tape_clear();
+    ln_tensor *all[] = {w_host, ids_host, w, ids, yh, logits_host, logits};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) ln_tensor_free(all[i]);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(matmul_matches_cpu),
+        cmocka_unit_test(matmul_one_side_grad),
+        cmocka_unit_test(elementwise_matches_cpu),
+        cmocka_unit_test(broadcast_gradient_many_rows),
+        cmocka_unit_test(activations_match_cpu),
+        cmocka_unit_test(reductions_match_cpu),
+        cmocka_unit_test(embedding_matches_cpu),
+        cmocka_unit_test(softmax_matches_cpu),
+        cmocka_unit_test(cross_entropy_matches_cpu),
+        cmocka_unit_test(results_repeat_bit_for_bit),
+        cmocka_unit_test(bad_ids_never_crash),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
