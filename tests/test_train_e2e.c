@@ -19,7 +19,7 @@ static char root[512]; /* a temporary directory holding data/ and the runs */
 static char small_model[] =
     "--set model.d_model=64 --set model.n_layers=2 --set model.n_heads=4 --set model.n_kv_heads=2 "
     "--set model.mlp_hidden=128 --set train.seq_len=64 --set train.batch_size=8 --set eval.batches=2 "
-    "--set train.log_every=5 --no-sample";
+    "--set train.log_every=5 --set train.device=cpu --no-sample";
 
 /* Runs `linnet ARGS` with output in root/NAME.log; returns the exit status (-1 for a signal). */
 static int linnet(const char *name, const char *args) {

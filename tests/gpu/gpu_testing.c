@@ -97,6 +97,7 @@ int gpu_compare(const char *what, ln_gradcheck_fn f, void *ctx, int n, ln_tensor
     bool grads = cpu_out->requires_grad;
     if (grads && ln_backward_from(cpu_out, seed_cpu)) fail_msg("%s backward on the CPU: %s", what, ln_error_message());
     ln_tensor *cpu_ref = copy_as(cpu_out, LN_F64, LN_CPU);
+    ln_tape_clear(); /* the GPU backward must not replay the CPU graph (the input grads live on) */
 
     ln_set_poison_outputs(true);
     ln_tensor *gpu_out = f(gpu_in, ctx);
