@@ -110,7 +110,8 @@ ln_tensor *ln_cross_entropy(ln_tensor *logits, ln_tensor *targets) {
         return NULL;
     }
     ln_node *n = ln_node_begin(&cross_entropy_op, 2, (ln_tensor *[]){logits, targets});
-    ln_tensor *y = ln_node_output(n, logits->dtype, 0, logits->shape); /* 0-dim */
+    /* the loss is f32 (f64 for f64 checks) even for bf16 logits: a bf16 loss would be too coarse */
+    ln_tensor *y = ln_node_output(n, logits->dtype == LN_F64 ? LN_F64 : LN_F32, 0, logits->shape); /* 0-dim */
     ln_node_save(n, logits);  /* SAVED_LOGITS */
     ln_node_save(n, targets); /* SAVED_TARGETS */
     return y && ln_node_run(n) == LN_OK ? y : NULL;

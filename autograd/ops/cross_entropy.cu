@@ -142,10 +142,9 @@ extern "C" int ln_cross_entropy_forward_cuda(ln_node *n) {
         status = cudaPeekAtLastError();
     }
     if (status == cudaSuccess) {
-        LN_DISPATCH_FLOAT(lt->dtype, "cross_entropy", {
-            ce_forward_loss_kernel<T><<<1, THREADS, 0, ln_stream()>>>(row_loss, (const int *)tt->data, rows, V,
-                                                                       (T *)out->data);
-        });
+        // the loss is f32 whatever the logits' dtype (cross_entropy.c)
+        ce_forward_loss_kernel<float><<<1, THREADS, 0, ln_stream()>>>(row_loss, (const int *)tt->data, rows, V,
+                                                                       (float *)out->data);
         status = cudaPeekAtLastError();
     }
     unsigned long long bad = ULLONG_MAX;
@@ -182,8 +181,8 @@ extern "C" int ln_cross_entropy_backward_cuda(ln_node *n) {
     LN_CUDA_TRY(cudaMallocAsync((void **)&scale, sizeof *scale, ln_stream()));
     cudaError_t status = cudaSuccess;
     LN_DISPATCH_FLOAT(lt->dtype, "cross_entropy", {
-        ce_backward_scale_kernel<T><<<1, THREADS, 0, ln_stream()>>>((const int *)tt->data, rows, V,
-                                                                     (const T *)out->grad->data, scale);
+        ce_backward_scale_kernel<float><<<1, THREADS, 0, ln_stream()>>>((const int *)tt->data, rows, V,
+                                                                         (const float *)out->grad->data, scale);
         status = cudaPeekAtLastError();
         if (status == cudaSuccess) {
             ce_backward_rows_kernel<T><<<row_grid(rows), THREADS, 0, ln_stream()>>>(
