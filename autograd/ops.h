@@ -54,6 +54,15 @@ ln_tensor *ln_softmax(ln_tensor *x);
  * of S positions). -> [B, T, Hq, D]. scale is usually 1/sqrt(D). */
 ln_tensor *ln_attention(ln_tensor *q, ln_tensor *k, ln_tensor *v, bool causal, double scale);
 
+/* Which kernel runs attention on the GPU: our own flash kernel, cuDNN's fused SDPA, or (auto)
+ * the faster of the two for the shape. Both save the same lse, so either backward follows either
+ * forward. Process-wide; recipes set it from model.attention_impl. */
+typedef enum { LN_ATTN_AUTO, LN_ATTN_OWN, LN_ATTN_CUDNN } ln_attention_impl;
+void ln_set_attention_impl(ln_attention_impl impl);
+ln_attention_impl ln_get_attention_impl(void);
+/* "auto", "own" or "cudnn" -> impl; LN_ERR with a message naming `what` otherwise. */
+int ln_attention_impl_parse(const char *name, const char *what, ln_attention_impl *impl);
+
 /* ---- loss ----  logits [..., V], targets i32 [...]; targets equal to -1 are ignored.
  * The mean negative log-likelihood over non-ignored targets -> []. Fused: log-softmax and the
  * gather in one pass, probabilities not kept past the op. */
