@@ -12,6 +12,7 @@
 #include <yaml.h>
 
 #include "autograd/error.h"
+#include "autograd/ops.h"
 
 typedef enum { K_INT, K_INT64, K_U64, K_DOUBLE, K_BOOL, K_STRING, K_ATTENTION } key_type;
 
@@ -45,6 +46,7 @@ static const key_def keys[] = {
     {"train.log_every", K_INT, FIELD(train.log_every), 1, 1 << 30, "steps between progress lines"},
     {"train.device", K_STRING, FIELD(train.device), 0, 0, "auto | cpu | cuda"},
     {"train.dtype", K_STRING, FIELD(train.dtype), 0, 0, "fp32 | bf16"},
+    {"train.attention_impl", K_STRING, FIELD(train.attention_impl), 0, 0, "GPU softmax attention kernel: auto | own | cudnn"},
     {"optim.lr", K_DOUBLE, FIELD(optim.lr), 0, 10, "peak learning rate"},
     {"optim.min_lr", K_DOUBLE, FIELD(optim.min_lr), 0, 10, "learning rate at the end of the cosine"},
     {"optim.warmup", K_INT64, FIELD(optim.warmup), 0, BIG, "linear warmup steps"},
@@ -77,6 +79,7 @@ void ln_config_defaults(ln_config *c) {
                                  .log_every = 10};
     snprintf(c->train.device, LN_NAME_LEN, "auto");
     snprintf(c->train.dtype, LN_NAME_LEN, "fp32");
+    snprintf(c->train.attention_impl, LN_NAME_LEN, "auto");
     c->optim = (ln_optim_config){.lr = 3e-3, .min_lr = 3e-4, .warmup = 30, .weight_decay = 0.1, .beta1 = 0.9,
                                  .beta2 = 0.95, .eps = 1e-8, .grad_clip = 1.0};
     snprintf(c->data.path, LN_PATH_LEN, "data/kjv");
@@ -318,6 +321,8 @@ int ln_config_validate(const ln_config *c) {
         return ln_fail("train.device: '%s' is not one of auto, cpu, cuda", c->train.device);
     if (strcmp(c->train.dtype, "fp32") && strcmp(c->train.dtype, "bf16"))
         return ln_fail("train.dtype: '%s' is not one of fp32, bf16", c->train.dtype);
+    ln_attention_impl impl;
+    if (ln_attention_impl_parse(c->train.attention_impl, "train.attention_impl", &impl) != LN_OK) return LN_ERR;
     if (!c->data.path[0]) return ln_fail("data.path is empty: point it at a directory from linnet prep");
     if (!(c->optim.lr > 0)) return ln_fail("optim.lr must be positive");
     if (c->optim.min_lr > c->optim.lr) return ln_fail("optim.min_lr %g is above optim.lr %g", c->optim.min_lr, c->optim.lr);

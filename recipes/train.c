@@ -12,6 +12,7 @@
 
 #include "autograd/autocast.h"
 #include "autograd/error.h"
+#include "autograd/ops.h"
 #include "autograd/memory.h"
 #include "checkpoints/checkpoint.h"
 #include "optim/adamw.h"
@@ -318,7 +319,10 @@ int ln_train(const ln_config *cfg, const ln_train_options *opts, ln_comm *comm) 
     run r = {.cfg = cfg, .opts = opts, .comm = comm};
     /* train.dtype bf16: bf16 working weights and activations; fp32 masters, gradients, optimizer */
     ln_dtype previous = ln_set_autocast(strcmp(cfg->train.dtype, "bf16") ? LN_F32 : LN_BF16);
-    int status = setup(&r);
+    ln_attention_impl previous_impl = ln_get_attention_impl(), impl = LN_ATTN_AUTO;
+    int status = ln_attention_impl_parse(cfg->train.attention_impl, "train.attention_impl", &impl);
+    ln_set_attention_impl(impl);
+    if (status == LN_OK) status = setup(&r);
     if (status == LN_OK) status = loop(&r);
     if (status == LN_OK && opts->sample_at_end && comm->rank == 0) status = sample_at_end(&r);
     if (r.metrics) fclose(r.metrics);
@@ -334,5 +338,6 @@ int ln_train(const ln_config *cfg, const ln_train_options *opts, ln_comm *comm) 
     if (r.val) ln_loader_close(r.val);
     ln_tape_clear();
     ln_set_autocast(previous);
+    ln_set_attention_impl(previous_impl);
     return status;
 }
