@@ -20,7 +20,7 @@ for t in build/tests/test_gpu_*; do
   echo "== $t"; "$t" 2>&1 | grep -vE '^\[ (RUN|      OK) ' | tee -a "$out/gpu-tests.txt" | grep -E "rel. error .* > |FAILED|PASSED|ERROR|skip" | head -40
 done
 if command -v compute-sanitizer >/dev/null; then
-  for t in build/tests/test_gpu_core build/tests/test_gpu_ops_basic build/tests/test_gpu_norm_rope_attention; do
+  for t in build/tests/test_gpu_core build/tests/test_gpu_ops_basic build/tests/test_gpu_norm_rope; do
     [ -x "$t" ] || continue
     compute-sanitizer --tool memcheck --leak-check no "$t" > "$out/memcheck-$(basename "$t").txt" 2>&1
     echo "memcheck $(basename "$t"): $(grep -E 'ERROR SUMMARY' "$out/memcheck-$(basename "$t").txt")"

@@ -84,10 +84,15 @@ static int layernorm_backward_cpu(ln_node *n) {
     return status;
 }
 
+#ifdef LINNET_CUDA
+int ln_layernorm_forward_cuda(ln_node *n);
+int ln_layernorm_backward_cuda(ln_node *n);
+#endif
+
 static const ln_op layernorm_op = {
     .name = "layernorm",
-    .forward = {[LN_CPU] = layernorm_forward_cpu},
-    .backward = {[LN_CPU] = layernorm_backward_cpu},
+    .forward = {[LN_CPU] = layernorm_forward_cpu LN_ON_CUDA(ln_layernorm_forward_cuda)},
+    .backward = {[LN_CPU] = layernorm_backward_cpu LN_ON_CUDA(ln_layernorm_backward_cuda)},
 };
 
 

@@ -63,10 +63,15 @@ static int rmsnorm_backward_cpu(ln_node *n) {
     return status;
 }
 
+#ifdef LINNET_CUDA
+int ln_rmsnorm_forward_cuda(ln_node *n);
+int ln_rmsnorm_backward_cuda(ln_node *n);
+#endif
+
 static const ln_op rmsnorm_op = {
     .name = "rmsnorm",
-    .forward = {[LN_CPU] = rmsnorm_forward_cpu},
-    .backward = {[LN_CPU] = rmsnorm_backward_cpu},
+    .forward = {[LN_CPU] = rmsnorm_forward_cpu LN_ON_CUDA(ln_rmsnorm_forward_cuda)},
+    .backward = {[LN_CPU] = rmsnorm_backward_cpu LN_ON_CUDA(ln_rmsnorm_backward_cuda)},
 };
 
 

@@ -65,10 +65,15 @@ static int rope_backward_cpu(ln_node *n) {
     return status;
 }
 
+#ifdef LINNET_CUDA
+int ln_rope_forward_cuda(ln_node *n);
+int ln_rope_backward_cuda(ln_node *n);
+#endif
+
 static const ln_op rope_op = {
     .name = "rope",
-    .forward = {[LN_CPU] = rope_forward_cpu},
-    .backward = {[LN_CPU] = rope_backward_cpu},
+    .forward = {[LN_CPU] = rope_forward_cpu LN_ON_CUDA(ln_rope_forward_cuda)},
+    .backward = {[LN_CPU] = rope_backward_cpu LN_ON_CUDA(ln_rope_backward_cuda)},
 };
 
 ln_tensor *ln_rope(ln_tensor *x, double theta, int64_t pos_offset) {

@@ -1,0 +1,236 @@
+// RMSNorm over the last dim on the GPU: x [rows, D] f32 or bf16, weight [D] f32 or bf16 (it may
+// differ from x's, as on the CPU), fp32 arithmetic. Same math as rmsnorm.c (the CPU reference):
+//   forward:  r = 1 / sqrt(mean(x^2) + eps) per row, saved as the CPU saves it (f32 [rows], slot 2
+//             after x and weight); y = x r w.
+//   backward: with xh = x r, g = dy w:  dx += r (g - xh mean(g xh)),  dw += sum over rows dy xh.
+// One warp per row, so a row needs no block sync (D = 768 is 24 elements a lane); 16-byte accesses
+// when every row starts 16-byte aligned. dw is run-to-run identical without atomics: each block
+// sums its rows into its own f32 partial row (one owner thread per column), then a second kernel
+// adds the partial rows in a fixed order.
+#include <stdint.h>
+
+#include "autograd/cuda/cuda_check.cuh"
+
+#define WARPS 8         // rows in flight per block
+#define MAX_BLOCKS 1024 // backward blocks: bounds the partials; set by rows alone, so the order is fixed
+
+// A weight or its gradient, f32 or bf16 whatever x is; the branch is uniform over a kernel.
+struct vec_ref {
+    void *p;
+    bool bf16;
+};
+
+__device__ __forceinline__ float vload(vec_ref v, long long i) {
+    return v.bf16 ? ln_load((const __nv_bfloat16 *)v.p, i) : ln_load((const float *)v.p, i);
+}
+
+__device__ __forceinline__ void vadd(vec_ref v, long long i, float a) {
+    if (v.bf16)
+        ln_store((__nv_bfloat16 *)v.p, i, vload(v, i) + a);
+    else
+        ln_store((float *)v.p, i, vload(v, i) + a);
+}
+
+// N consecutive elements from i (a multiple of N) as fp32: one 16-byte access when N > 1.
+template <int N, typename T>
+__device__ __forceinline__ void load_n(const T *p, long long i, float (&v)[N]) {
+    if constexpr (N == 1) {
+        v[0] = ln_load(p, i);
+    } else {
+        static_assert(N * sizeof(T) == 16, "a pack is 16 bytes");
+        int4 raw = *reinterpret_cast<const int4 *>(p + i);
+        const T *e = reinterpret_cast<const T *>(&raw);
+#pragma unroll
+        for (int k = 0; k < N; k++) v[k] = ln_load(e, k);
+    }
+}
+
+template <int N, typename T>
+__device__ __forceinline__ void store_n(T *p, long long i, const float (&v)[N]) {
+    if constexpr (N == 1) {
+        ln_store(p, i, v[0]);
+    } else {
+        int4 raw;
+        T *e = reinterpret_cast<T *>(&raw);
+#pragma unroll
+        for (int k = 0; k < N; k++) ln_store(e, k, v[k]);
+        *reinterpret_cast<int4 *>(p + i) = raw;
+    }
+}
+
+// The warp's total in every lane, the same butterfly every run; all 32 lanes must call it.
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+template <typename T, int N>
+__global__ void rmsnorm_forward_kernel(const T *x, vec_ref w, T *y, float *rrms, long long rows, long long D,
+                                       float eps) {
+    int lane = threadIdx.x & 31;
+    // r is uniform per warp, so every lane reaches the shuffles
+    for (long long r = blockIdx.x * (long long)WARPS + (threadIdx.x >> 5); r < rows; r += (long long)gridDim.x * WARPS) {
+        const T *xr = x + r * D;
+        T *yr = y + r * D;
+        float ss = 0.0f;
+        for (long long c = (long long)lane * N; c < D; c += 32 * N) {
+            float v[N];
+            load_n<N>(xr, c, v);
+#pragma unroll
+            for (int k = 0; k < N; k++) ss += v[k] * v[k];
+        }
+        float rr = 1.0f / sqrtf(warp_sum(ss) / (float)D + eps);
+        if (lane == 0) rrms[r] = rr;
+        for (long long c = (long long)lane * N; c < D; c += 32 * N) {
+            float v[N];
+            load_n<N>(xr, c, v);
+#pragma unroll
+            for (int k = 0; k < N; k++) v[k] = v[k] * rr * vload(w, c + k);
+            store_n<N>(yr, c, v);
+        }
+    }
+}
+
+// Rows go to blocks in groups of WARPS (warp w of the block takes row g * WARPS + w). Per group:
+//   dx (when not NULL): the warp's row, dx += r (g - x r^2 sum(g x) / D);
+//   partial (when not NULL): every thread adds the group's dy x r, for the columns it owns, into
+//   the block's partial row: set on the block's first group, added to after, so one thread in
+//   one order. The group's rows were just read by phase one: they come from cache.
+template <typename T, int N>
+__global__ void rmsnorm_backward_kernel(const T *x, vec_ref w, const float *rrms, const T *dy, T *dx, float *partial,
+                                        long long rows, long long D) {
+    int lane = threadIdx.x & 31;
+    long long groups = (rows + WARPS - 1) / WARPS;
+    float *pw = partial ? partial + blockIdx.x * D : NULL;
+    for (long long g = blockIdx.x; g < groups; g += gridDim.x) {
+        long long r = g * WARPS + (threadIdx.x >> 5);
+        if (dx && r < rows) { // uniform per warp
+            const T *xr = x + r * D, *gr = dy + r * D;
+            T *dr = dx + r * D;
+            float rr = rrms[r], dot = 0.0f;
+            for (long long c = (long long)lane * N; c < D; c += 32 * N) {
+                float xv[N], gv[N];
+                load_n<N>(xr, c, xv);
+                load_n<N>(gr, c, gv);
+#pragma unroll
+                for (int k = 0; k < N; k++) dot += gv[k] * vload(w, c + k) * xv[k];
+            }
+            float coef = warp_sum(dot) * rr * rr / (float)D; // xh mean(g xh) = x coef
+            for (long long c = (long long)lane * N; c < D; c += 32 * N) {
+                float xv[N], gv[N], dv[N];
+                load_n<N>(xr, c, xv);
+                load_n<N>(gr, c, gv);
+                load_n<N>(dr, c, dv);
+#pragma unroll
+                for (int k = 0; k < N; k++) dv[k] += rr * (gv[k] * vload(w, c + k) - xv[k] * coef);
+                store_n<N>(dr, c, dv);
+            }
+        }
+        if (pw) {
+            long long r0 = g * WARPS, r1 = r0 + WARPS < rows ? r0 + WARPS : rows;
+            bool first = g == blockIdx.x;
+            for (long long c = (long long)threadIdx.x * N; c < D; c += (long long)blockDim.x * N) {
+                float acc[N] = {};
+                for (long long q = r0; q < r1; q++) {
+                    float xv[N], gv[N], rq = rrms[q];
+                    load_n<N>(x + q * D, c, xv);
+                    load_n<N>(dy + q * D, c, gv);
+#pragma unroll
+                    for (int k = 0; k < N; k++) acc[k] += gv[k] * xv[k] * rq;
+                }
+#pragma unroll
+                for (int k = 0; k < N; k++) pw[c + k] = (first ? 0.0f : pw[c + k]) + acc[k];
+            }
+        }
+    }
+}
+
+// dst[j] += sum over b < nb of partial[b * stride + j] for j < D, in a fixed order: lane y of the
+// block's 8 sums the partial rows b = y (mod 8) in order, then y = 0 adds the 8 sums in order.
+// Block (32, 8): 32 columns.
+__global__ void rmsnorm_colsum_kernel(const float *partial, int nb, long long stride, long long D, vec_ref dst) {
+    __shared__ float sums[8][32];
+    long long j = blockIdx.x * 32LL + threadIdx.x;
+    float s = 0.0f;
+    if (j < D)
+        for (int b = threadIdx.y; b < nb; b += 8) s += partial[b * stride + j];
+    sums[threadIdx.y][threadIdx.x] = s;
+    __syncthreads();
+    if (threadIdx.y == 0 && j < D) {
+        float t = 0.0f;
+        for (int k = 0; k < 8; k++) t += sums[k][threadIdx.x];
+        vadd(dst, j, t);
+    }
+}
+
+static bool f32_or_bf16(const ln_tensor *t) { return t->dtype == LN_F32 || t->dtype == LN_BF16; }
+static bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+static vec_ref ref_of(const ln_tensor *t) { return {t ? t->data : NULL, t && t->dtype == LN_BF16}; }
+static unsigned group_grid(long long rows, long long cap) {
+    long long groups = (rows + WARPS - 1) / WARPS;
+    return (unsigned)(groups < cap ? groups : cap);
+}
+
+// Launches kernel<T, 16-byte packs> when vec, else kernel<T, 1>; T bound by LN_DISPATCH_FLOAT.
+#define LAUNCH_PACKED(vec, kernel, grid, ...)                                                      \
+    do {                                                                                           \
+        if (vec)                                                                                   \
+            kernel<T, (int)(16 / sizeof(T))><<<grid, WARPS * 32, 0, ln_stream()>>>(__VA_ARGS__);   \
+        else                                                                                       \
+            kernel<T, 1><<<grid, WARPS * 32, 0, ln_stream()>>>(__VA_ARGS__);                       \
+    } while (0)
+
+extern "C" int ln_rmsnorm_forward_cuda(ln_node *n) {
+    ln_tensor *x = n->in[0], *w = n->in[1], *y = n->out[0];
+    long long D = x->shape[x->ndim - 1], rows = x->numel / D;
+    if (!f32_or_bf16(x) || !f32_or_bf16(w))
+        return ln_fail("rmsnorm: the CUDA kernel takes f32 or bf16 x and weight, not %s and %s",
+                       ln_dtype_name(x->dtype), ln_dtype_name(w->dtype));
+    int64_t stat_shape[1] = {rows};
+    ln_tensor *rt = ln_arena_tensor(LN_F32, x->device, 1, stat_shape);
+    if (!rt) return LN_ERR;
+    if (rows > 0) {
+        LN_DISPATCH_FLOAT(x->dtype, "rmsnorm", {
+            bool vec = aligned16(x->data) && aligned16(y->data) && D % (long long)(16 / sizeof(T)) == 0;
+            LAUNCH_PACKED(vec, rmsnorm_forward_kernel, group_grid(rows, 1LL << 20), (const T *)x->data, ref_of(w),
+                          (T *)y->data, (float *)rt->data, rows, D, (float)n->farg[0]);
+        });
+        LN_CUDA_LAUNCHED("rmsnorm forward");
+    }
+    ln_node_save(n, rt); // slot 2, as the CPU forward: saved once computed
+    return LN_OK;
+}
+
+extern "C" int ln_rmsnorm_backward_cuda(ln_node *n) {
+    ln_tensor *out = n->out[0];
+    bool need_x = n->in[0]->requires_grad, need_w = n->in[1]->requires_grad;
+    if (!out->grad || (!need_x && !need_w)) return LN_OK;
+    ln_tensor *x = ln_node_saved(n, 0), *w = ln_node_saved(n, 1), *rt = ln_node_saved(n, 2);
+    long long D = x->shape[x->ndim - 1], rows = x->numel / D;
+    ln_tensor *dx = need_x ? ln_grad_of(n->in[0]) : NULL, *dw = need_w ? ln_grad_of(n->in[1]) : NULL;
+    if ((need_x && !dx) || (need_w && !dw)) return LN_ERR;
+    if (rows == 0) return LN_OK;
+    if (!f32_or_bf16(x) || !f32_or_bf16(w) || rt->dtype != LN_F32)
+        return ln_fail("rmsnorm: the CUDA kernel takes f32 or bf16 x and weight and f32 statistics, not %s, %s, %s",
+                       ln_dtype_name(x->dtype), ln_dtype_name(w->dtype), ln_dtype_name(rt->dtype));
+    unsigned blocks = group_grid(rows, MAX_BLOCKS);
+    float *partial = NULL;
+    if (need_w) LN_CUDA_TRY(cudaMallocAsync((void **)&partial, (size_t)blocks * D * sizeof(float), ln_stream()));
+    cudaError_t status = cudaSuccess;
+    LN_DISPATCH_FLOAT(x->dtype, "rmsnorm", {
+        T *dxp = dx ? (T *)dx->data : NULL;
+        bool vec = aligned16(x->data) && aligned16(out->grad->data) && (!dxp || aligned16(dxp)) &&
+                   D % (long long)(16 / sizeof(T)) == 0;
+        LAUNCH_PACKED(vec, rmsnorm_backward_kernel, blocks, (const T *)x->data, ref_of(w), (const float *)rt->data,
+                      (const T *)out->grad->data, dxp, partial, rows, D);
+        status = cudaPeekAtLastError();
+    });
+    if (status == cudaSuccess && need_w) {
+        rmsnorm_colsum_kernel<<<ln_blocks(D, 32), dim3(32, 8), 0, ln_stream()>>>(partial, (int)blocks, D, D,
+                                                                                 ref_of(dw));
+        status = cudaPeekAtLastError();
+    }
+    if (partial) LN_CUDA_TRY(cudaFreeAsync(partial, ln_stream())); // stream-ordered: after the kernels
+    LN_CUDA_TRY(status);
+    return LN_OK;
+}
