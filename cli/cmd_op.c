@@ -170,9 +170,10 @@ int cmd_op(int argc, char **argv) {
     } else if (strcmp(device, "cpu") != 0) {
         return cli_error("op", "--device must be cpu or cuda");
     }
-    if (read_inputs(&r) || r.op->run(r.in, r.s, r.out) || (r.dy_path && run_backward(&r)) || write_results(&r)) {
+    /* op messages name the tensor (named after its dataset) and shape; add the file */
+    if (read_inputs(&r) || (r.op->run(r.in, r.s, r.out) && ln_fail_context("%s", r.in_path)) ||
+        (r.dy_path && run_backward(&r)) || write_results(&r))
         status = cli_error("op", NULL);
-    }
     ln_tape_clear();
     for (int i = 0; i < CLI_OP_MAX_IO; i++) ln_tensor_free(r.in[i]);
     return status;
