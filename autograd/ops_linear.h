@@ -3,7 +3,9 @@
  *   state S_t = diag(exp(g_t)) S_{t-1} + k_t^T v_t   (S is [K, V] per batch entry and head)
  *   o_t       = scale * q_t S_t
  * The CPU reference runs the recurrence step by step; the chunked forms (CPU and CUDA) must match
- * it. Each op lives in autograd/ops/<name>.c (CPU) and <name>.cu (CUDA). */
+ * it. Each op lives in autograd/ops/<name>.c (CPU) and <name>.cu (CUDA). gla, simple_gla and
+ * linear_attention share gla_family.c (validation, node layout) and the numerics of gla_core.h:
+ * gla_recurrent.c (the reference) and gla_chunked.c (the chunkwise blueprint of the kernels). */
 #ifndef LN_OPS_LINEAR_H
 #define LN_OPS_LINEAR_H
 
@@ -18,7 +20,12 @@ typedef struct {
                                ([N, H, K, V]) */
     double scale;           /* 0 means 1/sqrt(K) */
     bool want_final_state;  /* produce ht */
+    int chunk_size;         /* CPU only: 0 runs the step-by-step recurrence (the reference); C > 0 the
+                               chunkwise form with chunks of C tokens (what CUDA runs, C = 64) */
 } ln_gla_opts;
+
+/* The constant of linear_attention's normalizer (q . z + LN_LINEAR_ATTN_EPS). */
+#define LN_LINEAR_ATTN_EPS 1e-6
 
 /* gla: per-key-channel decay. q, k [B, T, H, K], v [B, T, H, V], g [B, T, H, K] (log decay,
  * <= 0). Returns o [B, T, H, V]; *ht (when opts->want_final_state) gets [B, H, K, V] in f32. */
@@ -30,7 +37,10 @@ ln_tensor *ln_simple_gla(ln_tensor *q, ln_tensor *k, ln_tensor *v, ln_tensor *g,
                          ln_tensor **ht);
 
 /* linear: no decay. The feature map is applied to q and k by the caller (ln_feature_map);
- * normalize divides o_t by (q_t . sum_{s<=t} k_s) (+ eps), as in Katharopoulos et al. */
+ * normalize divides o_t by (q_t . sum_{s<=t} k_s) (+ eps), as in Katharopoulos et al.
+ * Precisely, as flash-linear-attention's normalize_output(q * scale, k, o) with our eps:
+ *   o_t = scale q_t S_t / (scale q_t . z_t + LN_LINEAR_ATTN_EPS),  z_t = sum_{s<=t} k_s,
+ * z summing only this call's keys of the current sequence or document (h0/ht carry S, not z). */
 ln_tensor *ln_linear_attention(ln_tensor *q, ln_tensor *k, ln_tensor *v, bool normalize, const ln_gla_opts *opts,
                                ln_tensor **ht);
 

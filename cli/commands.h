@@ -7,5 +7,6 @@ int cmd_train(int argc, char **argv);
 int cmd_prep(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_op(int argc, char **argv);
 
 #endif

@@ -1,0 +1,15 @@
+/* gla: gated linear attention with a per-key-channel decay (Yang et al. 2023),
+ *   S_t = diag(exp(g_t)) S_{t-1} + k_t^T v_t,   o_t = scale q_t S_t.
+ * The CPU kernels are the shared ones of the family (gla_family.c): the recurrence when
+ * opts->chunk_size is 0, the chunkwise form otherwise (gla_recurrent.c, gla_chunked.c). */
+#include "gla_family.h"
+
+static const ln_op gla_op = {
+    .name = "gla",
+    .forward = {[LN_CPU] = gla_family_forward_cpu},
+    .backward = {[LN_CPU] = gla_family_backward_cpu},
+};
+
+ln_tensor *ln_gla(ln_tensor *q, ln_tensor *k, ln_tensor *v, ln_tensor *g, const ln_gla_opts *opts, ln_tensor **ht) {
+    return gla_family_record(&gla_op, GLA_GATE_PER_KEY, q, k, v, g, opts, false, ht);
+}
