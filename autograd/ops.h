@@ -27,6 +27,8 @@ ln_tensor *ln_scale(ln_tensor *x, double s);
 ln_tensor *ln_silu(ln_tensor *x);
 ln_tensor *ln_gelu(ln_tensor *x);                   /* tanh approximation, as GPT-2 */
 ln_tensor *ln_swiglu(ln_tensor *gate, ln_tensor *up); /* silu(gate) * up */
+ln_tensor *ln_logsigmoid(ln_tensor *x);             /* log(sigmoid(x)): gated linear attention's
+                                                       log decay (CPU only so far) */
 
 /* ---- reductions ---- */
 ln_tensor *ln_sum(ln_tensor *x);     /* all elements -> [] */

@@ -5,7 +5,7 @@
 #include "autograd/error.h"
 
 static const ln_attention_kind *const kinds[] = {
-    &ln_attention_softmax,
+    &ln_attention_softmax, &ln_attention_gla, &ln_attention_simple_gla, &ln_attention_linear, &ln_attention_none,
 };
 
 const ln_attention_kind *ln_attention_kind_find(const char *name) {

@@ -1,5 +1,5 @@
 /* Attention kinds, chosen per layer by name from the recipe (model.attention). Each kind is one
- * table entry in attention.c; adding a kind (gla, linear, nsa, ...) adds a file and a row. */
+ * table entry in attention.c; adding a kind (nsa, ...) adds a file and a row. */
 #ifndef LN_ATTENTION_H
 #define LN_ATTENTION_H
 
@@ -9,6 +9,8 @@
 
 typedef struct ln_attention_kind {
     const char *name;
+    /* Checks the kind's recipe keys (messages name them), or NULL when it has none. */
+    int (*check)(const ln_model_config *cfg);
     /* Adds the kind's parameters under prefix and returns its state (or NULL + message). */
     void *(*create)(ln_params *params, const char *prefix, const ln_model_config *cfg);
     /* x [B, T, d_model] -> [B, T, d_model], causal. */
@@ -20,5 +22,9 @@ typedef struct ln_attention_kind {
 const ln_attention_kind *ln_attention_kind_find(const char *name);
 
 extern const ln_attention_kind ln_attention_softmax;
+extern const ln_attention_kind ln_attention_gla;        /* attention_gla.c */
+extern const ln_attention_kind ln_attention_simple_gla; /* attention_gla.c */
+extern const ln_attention_kind ln_attention_linear;     /* attention_linear.c */
+extern const ln_attention_kind ln_attention_none;       /* attention_none.c */
 
 #endif

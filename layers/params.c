@@ -45,6 +45,12 @@ void ln_params_init(ln_params *p, uint64_t seed, double std, int n_layers) {
             case LN_INIT_RESIDUAL: d[j] = (float)(residual_std * ln_rng_normal(&rng)); break;
             case LN_INIT_ONES: d[j] = 1.0f; break;
             case LN_INIT_ZEROS: d[j] = 0.0f; break;
+            case LN_INIT_FAN_IN: {
+                double bound = 1.0 / sqrt((double)t->shape[t->ndim - 1]);
+                d[j] = (float)(bound * (2 * ln_rng_uniform(&rng) - 1));
+                break;
+            }
+            case LN_INIT_IDENTITY: d[j] = j / t->shape[1] == j % t->shape[1] ? 1.0f : 0.0f; break;
             }
         }
     }

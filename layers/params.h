@@ -13,6 +13,9 @@ typedef enum {
     LN_INIT_RESIDUAL, /* N(0, std / sqrt(2 * n_layers)): projections into the residual stream */
     LN_INIT_ONES,     /* norm gains */
     LN_INIT_ZEROS,    /* biases */
+    LN_INIT_FAN_IN,   /* uniform in +-1/sqrt(last dim): PyTorch's default for convolutions, which keeps
+                         a short convolution's output near its input's scale */
+    LN_INIT_IDENTITY, /* the identity matrix (square 2-D): learnable maps that start as a no-op */
 } ln_init_rule;
 
 typedef struct ln_param {

@@ -22,7 +22,8 @@ int ln_transformer_create(ln_transformer *m, const ln_model_config *cfg, uint64_
         char prefix[64];
         snprintf(prefix, sizeof prefix, "layers.%d", i);
         b->attention_kind = ln_attention_kind_find(cfg->attention[i]);
-        if (!b->attention_kind) return ln_fail_context("model.attention[%d]", i);
+        if (!b->attention_kind || (b->attention_kind->check && b->attention_kind->check(cfg)))
+            return ln_fail_context("model.attention[%d]", i);
         b->attn_norm = ln_params_add(&m->params, prefix, "attn_norm", 1, (int64_t[]){d}, LN_INIT_ONES, false);
         snprintf(prefix, sizeof prefix, "layers.%d.attn", i);
         b->attention = b->attention_kind->create(&m->params, prefix, cfg);

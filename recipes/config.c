@@ -13,6 +13,7 @@
 
 #include "autograd/error.h"
 #include "autograd/ops.h"
+#include "layers/attention.h"
 
 typedef enum { K_INT, K_INT64, K_U64, K_DOUBLE, K_BOOL, K_STRING, K_ATTENTION } key_type;
 
@@ -38,6 +39,24 @@ static const key_def keys[] = {
     {"model.init_std", K_DOUBLE, FIELD(model.init_std), 0, 10, "std of the normal initialisation"},
     {"model.tied_embeddings", K_BOOL, FIELD(model.tied_embeddings), 0, 0, "LM head shares the embedding matrix"},
     {"model.attention", K_ATTENTION, FIELD(model.attention), 0, 0, "attention kind, or a list with one per layer"},
+    /* the linear kinds' options; keys of one sub-section stay together (the YAML dump nests them) */
+    {"model.gla.expand_k", K_DOUBLE, FIELD(model.gla.expand_k), 0, 64, "gla: key width / d_model"},
+    {"model.gla.expand_v", K_DOUBLE, FIELD(model.gla.expand_v), 0, 64, "gla: value width / d_model"},
+    {"model.gla.use_short_conv", K_BOOL, FIELD(model.gla.use_short_conv), 0, 0, "gla: short convolution + silu on q, k, v"},
+    {"model.gla.conv_size", K_INT, FIELD(model.gla.conv_size), 2, 4, "gla: short convolution width"},
+    {"model.gla.gate_low_rank_dim", K_INT, FIELD(model.gla.gate_low_rank_dim), 1, 1 << 16, "gla: rank of the decay projection"},
+    {"model.gla.gate_logit_normalizer", K_DOUBLE, FIELD(model.gla.gate_logit_normalizer), 1e-3, 1e6, "gla: log decay = logsigmoid(.) / this"},
+    {"model.simple_gla.expand_k", K_DOUBLE, FIELD(model.simple_gla.expand_k), 0, 64, "simple_gla: key width / d_model"},
+    {"model.simple_gla.expand_v", K_DOUBLE, FIELD(model.simple_gla.expand_v), 0, 64, "simple_gla: value width / d_model"},
+    {"model.simple_gla.use_short_conv", K_BOOL, FIELD(model.simple_gla.use_short_conv), 0, 0, "simple_gla: short convolution + silu on q, k, v"},
+    {"model.simple_gla.conv_size", K_INT, FIELD(model.simple_gla.conv_size), 2, 4, "simple_gla: short convolution width"},
+    {"model.simple_gla.gate_logit_normalizer", K_DOUBLE, FIELD(model.simple_gla.gate_logit_normalizer), 1e-3, 1e6, "simple_gla: log decay = logsigmoid(.) / this"},
+    {"model.linear.expand_k", K_DOUBLE, FIELD(model.linear.expand_k), 0, 64, "linear: key width / d_model"},
+    {"model.linear.expand_v", K_DOUBLE, FIELD(model.linear.expand_v), 0, 64, "linear: value width / d_model"},
+    {"model.linear.use_short_conv", K_BOOL, FIELD(model.linear.use_short_conv), 0, 0, "linear: short convolution + silu on q, k, v"},
+    {"model.linear.conv_size", K_INT, FIELD(model.linear.conv_size), 2, 4, "linear: short convolution width"},
+    {"model.linear.feature_map", K_STRING, FIELD(model.linear.feature_map), 0, 0, "linear: identity | elu1 | relu | hedgehog"},
+    {"model.linear.normalize", K_BOOL, FIELD(model.linear.normalize), 0, 0, "linear: divide by q . sum(k)"},
     {"train.steps", K_INT64, FIELD(train.steps), 1, BIG, "optimizer steps"},
     {"train.batch_size", K_INT, FIELD(train.batch_size), 1, 1 << 24, "global batch: sequences per optimizer step"},
     {"train.seq_len", K_INT, FIELD(train.seq_len), 1, 1 << 24, "tokens per sequence"},
@@ -75,6 +94,13 @@ void ln_config_defaults(ln_config *c) {
                                  .mlp_hidden = 384, .rope_theta = 10000, .norm_eps = 1e-5, .init_std = 0.02,
                                  .tied_embeddings = true};
     for (int i = 0; i < LN_MAX_LAYERS; i++) snprintf(c->model.attention[i], LN_NAME_LEN, "softmax");
+    /* flash-linear-attention's layer defaults, except that no kind has a short convolution */
+    c->model.gla = (ln_gla_config){.expand_k = 0.5, .expand_v = 1, .conv_size = 4, .gate_low_rank_dim = 16,
+                                   .gate_logit_normalizer = 16};
+    c->model.simple_gla = (ln_gla_config){.expand_k = 1, .expand_v = 1, .conv_size = 4, .gate_low_rank_dim = 16,
+                                          .gate_logit_normalizer = 16};
+    c->model.linear = (ln_linear_config){.expand_k = 1, .expand_v = 1, .conv_size = 4};
+    snprintf(c->model.linear.feature_map, LN_NAME_LEN, "elu1");
     c->train = (ln_train_config){.steps = 300, .batch_size = 16, .seq_len = 128, .grad_accum = 1, .seed = 1,
                                  .log_every = 10};
     snprintf(c->train.device, LN_NAME_LEN, "auto");
@@ -218,6 +244,37 @@ static int load_document(yaml_document_t *doc, const char *text, size_t len, con
     return status;
 }
 
+/* Whether `name` is a section or sub-section: some key starts with name + ".". */
+static bool is_section(const char *name) {
+    size_t n = strlen(name);
+    for (int i = 0; i < N_KEYS; i++)
+        if (strncmp(keys[i].name, name, n) == 0 && keys[i].name[n] == '.') return true;
+    return false;
+}
+
+/* Applies a mapping of keys below `prefix` ("model", "model.gla"); sub-sections nest. */
+static int apply_mapping(ln_config *c, yaml_document_t *doc, yaml_node_t *body, const char *prefix, const char *origin) {
+    char where[LN_PATH_LEN + 32];
+    for (yaml_node_pair_t *q = body->data.mapping.pairs.start; q < body->data.mapping.pairs.top; q++) {
+        yaml_node_t *key = yaml_document_get_node(doc, q->key), *value = yaml_document_get_node(doc, q->value);
+        snprintf(where, sizeof where, "%s:%zu: ", origin, key->start_mark.line + 1);
+        if (key->type != YAML_SCALAR_NODE) return ln_fail("%s%s: a key must be a plain word", where, prefix);
+        char full[128];
+        snprintf(full, sizeof full, "%s.%s", prefix, (const char *)key->data.scalar.value);
+        const key_def *k = find_key(full);
+        if (k) {
+            if (set_node(c, k, doc, value, origin)) return LN_ERR;
+        } else if (is_section(full)) {
+            if (value->type == YAML_SCALAR_NODE && value->data.scalar.length == 0) continue;
+            if (value->type != YAML_MAPPING_NODE) return ln_fail("%s%s: expected a mapping of keys", where, full);
+            if (apply_mapping(c, doc, value, full, origin)) return LN_ERR;
+        } else {
+            return unknown_key(where, full);
+        }
+    }
+    return LN_OK;
+}
+
 static int apply_document(ln_config *c, yaml_document_t *doc, const char *origin) {
     yaml_node_t *root = yaml_document_get_root_node(doc);
     if (!root) return LN_OK; /* an empty recipe changes nothing */
@@ -229,22 +286,10 @@ static int apply_document(ln_config *c, yaml_document_t *doc, const char *origin
         snprintf(where, sizeof where, "%s:%zu: ", origin, section->start_mark.line + 1);
         if (section->type != YAML_SCALAR_NODE) return ln_fail("%sa section name must be a plain word", where);
         const char *sname = (const char *)section->data.scalar.value;
-        bool known = false;
-        for (int i = 0; i < N_KEYS && !known; i++)
-            known = strncmp(keys[i].name, sname, strlen(sname)) == 0 && keys[i].name[strlen(sname)] == '.';
-        if (!known) return unknown_key(where, sname);
+        if (strchr(sname, '.') || !is_section(sname)) return unknown_key(where, sname);
         if (body->type == YAML_SCALAR_NODE && body->data.scalar.length == 0) continue; /* "eval:" with nothing */
         if (body->type != YAML_MAPPING_NODE) return ln_fail("%s%s: expected a mapping of keys", where, sname);
-        for (yaml_node_pair_t *q = body->data.mapping.pairs.start; q < body->data.mapping.pairs.top; q++) {
-            yaml_node_t *key = yaml_document_get_node(doc, q->key), *value = yaml_document_get_node(doc, q->value);
-            snprintf(where, sizeof where, "%s:%zu: ", origin, key->start_mark.line + 1);
-            if (key->type != YAML_SCALAR_NODE) return ln_fail("%s%s: a key must be a plain word", where, sname);
-            char full[128];
-            snprintf(full, sizeof full, "%s.%s", sname, (const char *)key->data.scalar.value);
-            const key_def *k = find_key(full);
-            if (!k) return unknown_key(where, full);
-            if (set_node(c, k, doc, value, origin)) return LN_ERR;
-        }
+        if (apply_mapping(c, doc, body, sname, origin)) return LN_ERR;
     }
     return LN_OK;
 }
@@ -311,10 +356,19 @@ int ln_config_validate(const ln_config *c) {
         return ln_fail("model.d_model %d is not a multiple of model.n_heads %d", m->d_model, m->n_heads);
     if (m->n_heads % m->n_kv_heads)
         return ln_fail("model.n_heads %d is not a multiple of model.n_kv_heads %d", m->n_heads, m->n_kv_heads);
-    if ((m->d_model / m->n_heads) % 2)
-        return ln_fail("model.d_model / model.n_heads = %d: the head dimension must be even for RoPE", m->d_model / m->n_heads);
     if (m->attention_count && m->attention_count != m->n_layers)
         return ln_fail("model.attention lists %d kinds but model.n_layers is %d", m->attention_count, m->n_layers);
+    bool softmax = false;
+    for (int i = 0; i < m->n_layers; i++) {
+        const ln_attention_kind *kind = ln_attention_kind_find(m->attention[i]);
+        if (!kind || (kind->check && kind->check(m))) {
+            if (m->attention_count) return ln_fail_context("model.attention[%d]", i);
+            return ln_fail_context("model.attention");
+        }
+        softmax |= strcmp(kind->name, "softmax") == 0;
+    }
+    if (softmax && (m->d_model / m->n_heads) % 2)
+        return ln_fail("model.d_model / model.n_heads = %d: the head dimension must be even for RoPE", m->d_model / m->n_heads);
     if (c->train.batch_size % c->train.grad_accum)
         return ln_fail("train.batch_size %d is not a multiple of train.grad_accum %d", c->train.batch_size, c->train.grad_accum);
     if (strcmp(c->train.device, "auto") && strcmp(c->train.device, "cpu") && strcmp(c->train.device, "cuda"))
@@ -371,15 +425,22 @@ char *ln_config_to_yaml(const ln_config *c) {
     char *buf = malloc(cap);
     if (!buf) return NULL;
     buf[0] = '\0';
-    char section[32] = "";
+    const char *prev = ""; /* the previous key: the sections it opened stay open */
     for (int i = 0; i < N_KEYS; i++) {
         const key_def *k = &keys[i];
-        const char *dot = strchr(k->name, '.');
-        if (strncmp(section, k->name, (size_t)(dot - k->name)) || section[dot - k->name] != '\0') {
-            snprintf(section, sizeof section, "%.*s", (int)(dot - k->name), k->name);
-            append(&buf, &len, &cap, "%s:\n", section);
+        /* open each section of k ("model", "model.gla") that differs from prev's */
+        int level = 0;
+        bool same = true;
+        const char *leaf = k->name;
+        for (const char *dot = strchr(k->name, '.'); dot; dot = strchr(dot + 1, '.')) {
+            size_t n = (size_t)(dot - k->name);
+            same = same && strncmp(prev, k->name, n + 1) == 0;
+            if (!same) append(&buf, &len, &cap, "%*s%.*s:\n", 2 * level, "", (int)(dot - leaf), leaf);
+            leaf = dot + 1;
+            level++;
         }
-        append(&buf, &len, &cap, "  %s: ", dot + 1);
+        prev = k->name;
+        append(&buf, &len, &cap, "%*s%s: ", 2 * level, "", leaf);
         const char *field = (const char *)c + k->offset;
         switch (k->type) {
         case K_INT: append(&buf, &len, &cap, "%d", *(const int *)field); break;

@@ -11,6 +11,25 @@
 #define LN_NAME_LEN 32
 #define LN_PATH_LEN 1024
 
+/* Options of the gated linear attention kinds, gla and simple_gla (docs/linear-attention.md). */
+typedef struct ln_gla_config {
+    double expand_k;              /* model.<kind>.expand_k: key width = expand_k * d_model, over n_heads */
+    double expand_v;              /* model.<kind>.expand_v: value width = expand_v * d_model */
+    bool use_short_conv;          /* model.<kind>.use_short_conv: causal depthwise conv + silu on q, k, v */
+    int conv_size;                /* model.<kind>.conv_size: its width in tokens (2..4) */
+    int gate_low_rank_dim;        /* model.gla.gate_low_rank_dim: d_model -> r -> key width (gla only) */
+    double gate_logit_normalizer; /* model.<kind>.gate_logit_normalizer: log decay = logsigmoid(.) / it */
+} ln_gla_config;
+
+/* Options of the `linear` kind (no decay). */
+typedef struct ln_linear_config {
+    double expand_k, expand_v;     /* model.linear.expand_k, model.linear.expand_v */
+    bool use_short_conv;           /* model.linear.use_short_conv */
+    int conv_size;                 /* model.linear.conv_size */
+    char feature_map[LN_NAME_LEN]; /* model.linear.feature_map: identity | elu1 | relu | hedgehog */
+    bool normalize;                /* model.linear.normalize: divide by q . sum(k) (Katharopoulos et al.) */
+} ln_linear_config;
+
 typedef struct ln_model_config {
     int vocab_size;       /* model.vocab_size */
     int d_model;          /* model.d_model */
@@ -25,6 +44,9 @@ typedef struct ln_model_config {
     /* model.attention: one kind for every layer ("softmax") or a YAML list, one per layer */
     char attention[LN_MAX_LAYERS][LN_NAME_LEN];
     int attention_count; /* entries given as a list; 0 when one kind applies to every layer */
+    ln_gla_config gla;        /* model.gla.* */
+    ln_gla_config simple_gla; /* model.simple_gla.* (gate_low_rank_dim unused) */
+    ln_linear_config linear;  /* model.linear.* */
 } ln_model_config;
 
 typedef struct ln_train_config {

@@ -1,0 +1,77 @@
+#include "layers/linear_mixer.h"
+
+#include "autograd/autocast.h"
+#include "autograd/error.h"
+
+/* width = expand * d_model, as int(hidden_size * expand_k) in flash-linear-attention */
+static int width_of(const ln_model_config *cfg, double expand) { return (int)(cfg->d_model * expand); }
+
+int ln_linear_mixer_check(const ln_model_config *cfg, const ln_linear_mixer_opts *o) {
+    const char *names[2] = {"expand_k", "expand_v"};
+    double expands[2] = {o->expand_k, o->expand_v};
+    for (int i = 0; i < 2; i++) {
+        int w = width_of(cfg, expands[i]);
+        if (w < cfg->n_heads || w % cfg->n_heads)
+            return ln_fail("model.%s.%s %g gives a width of %d (x model.d_model %d), not a positive multiple of "
+                           "model.n_heads %d", o->kind, names[i], expands[i], w, cfg->d_model, cfg->n_heads);
+    }
+    return LN_OK;
+}
+
+int ln_linear_mixer_create(ln_linear_mixer *m, ln_params *params, const char *prefix, const ln_model_config *cfg,
+                           const ln_linear_mixer_opts *o) {
+    if (ln_linear_mixer_check(cfg, o)) return LN_ERR;
+    int64_t d = cfg->d_model, kw = width_of(cfg, o->expand_k), vw = width_of(cfg, o->expand_v);
+    m->n_heads = cfg->n_heads;
+    m->head_k = (int)(kw / cfg->n_heads);
+    m->head_v = (int)(vw / cfg->n_heads);
+    m->norm_eps = cfg->norm_eps;
+    m->wq = ln_params_add(params, prefix, "wq", 2, (int64_t[]){kw, d}, LN_INIT_NORMAL, true);
+    m->wk = ln_params_add(params, prefix, "wk", 2, (int64_t[]){kw, d}, LN_INIT_NORMAL, true);
+    m->wv = ln_params_add(params, prefix, "wv", 2, (int64_t[]){vw, d}, LN_INIT_NORMAL, true);
+    if (!m->wq || !m->wk || !m->wv) return LN_ERR;
+    if (o->use_short_conv) {
+        int64_t W = o->conv_size;
+        m->conv_q = ln_params_add(params, prefix, "conv_q", 2, (int64_t[]){kw, W}, LN_INIT_FAN_IN, true);
+        m->conv_k = ln_params_add(params, prefix, "conv_k", 2, (int64_t[]){kw, W}, LN_INIT_FAN_IN, true);
+        m->conv_v = ln_params_add(params, prefix, "conv_v", 2, (int64_t[]){vw, W}, LN_INIT_FAN_IN, true);
+        if (!m->conv_q || !m->conv_k || !m->conv_v) return LN_ERR;
+    }
+    if (o->output_gate && !(m->wg = ln_params_add(params, prefix, "wg", 2, (int64_t[]){vw, d}, LN_INIT_NORMAL, true)))
+        return LN_ERR;
+    return LN_OK;
+}
+
+int ln_linear_mixer_create_output(ln_linear_mixer *m, ln_params *params, const char *prefix, int d_model) {
+    m->o_norm = ln_params_add(params, prefix, "o_norm", 1, (int64_t[]){m->head_v}, LN_INIT_ONES, false);
+    m->wo = ln_params_add(params, prefix, "wo", 2, (int64_t[]){d_model, (int64_t)m->n_heads * m->head_v},
+                          LN_INIT_RESIDUAL, true);
+    return m->o_norm && m->wo ? LN_OK : LN_ERR;
+}
+
+ln_tensor *ln_split_heads(ln_tensor *y, int n_heads) {
+    if (!y) return NULL;
+    return ln_reshape(y, 4, (int64_t[]){y->shape[0], y->shape[1], n_heads, y->shape[2] / n_heads});
+}
+
+/* x @ w^T, through the short convolution + silu when there is one, as heads. */
+static ln_tensor *project(ln_tensor *x, ln_tensor *w, ln_tensor *conv, int n_heads) {
+    ln_tensor *y = ln_matmul(x, ln_weight(w), false, true);
+    if (conv) y = ln_silu(ln_short_conv(y, ln_weight(conv), NULL, NULL));
+    return ln_split_heads(y, n_heads);
+}
+
+void ln_linear_mixer_qkv(const ln_linear_mixer *m, ln_tensor *x, ln_tensor **q, ln_tensor **k, ln_tensor **v) {
+    *q = project(x, m->wq, m->conv_q, m->n_heads);
+    *k = project(x, m->wk, m->conv_k, m->n_heads);
+    *v = project(x, m->wv, m->conv_v, m->n_heads);
+}
+
+ln_tensor *ln_linear_mixer_output(const ln_linear_mixer *m, ln_tensor *o, ln_tensor *x) {
+    if (!o || !x) return NULL;
+    int64_t B = o->shape[0], T = o->shape[1], width = (int64_t)m->n_heads * m->head_v;
+    o = ln_rmsnorm(o, ln_weight(m->o_norm), m->norm_eps); /* over head_v: one norm per head */
+    o = ln_reshape(o, 3, (int64_t[]){B, T, width});
+    if (m->wg) o = ln_mul(o, ln_silu(ln_matmul(x, ln_weight(m->wg), false, true)));
+    return ln_matmul(o, ln_weight(m->wo), false, true);
+}
