@@ -2,7 +2,7 @@
  *   gla:        a per-key-channel decay from a low-rank projection,
  *               g = logsigmoid((x W_down) W_up + b) / gate_logit_normalizer   [B, T, H, head_k]
  *   simple_gla: one decay per head, g = logsigmoid(x W_gk + b) / gate_logit_normalizer   [B, T, H]
- * Both then run the op (ln_gla / ln_simple_gla, chunkwise), RMSNorm each head's output, gate it
+ * Both then run the op (ln_gla / ln_simple_gla), RMSNorm each head's output, gate it
  * with silu(x W_g) and project back with W_o (linear_mixer.h). The normalizer keeps the decay
  * exp(g) near 1 at initialisation (exp(log(1/2) / 16) ~ 0.96), so memories start long. */
 #include <stdlib.h>
@@ -91,7 +91,7 @@ static ln_tensor *forward(void *state, ln_tensor *x) {
     ln_tensor *q, *k, *v;
     ln_linear_mixer_qkv(&a->mix, x, &q, &k, &v);
     ln_tensor *g = log_decay(a, x);
-    ln_gla_opts opts = {.chunk_size = LN_LINEAR_CHUNK}; /* scale 1/sqrt(head_k) */
+    ln_gla_opts opts = {.chunk_size = a->mix.chunk_size}; /* scale 1/sqrt(head_k) */
     ln_tensor *o = a->per_head ? ln_simple_gla(q, k, v, g, &opts, NULL) : ln_gla(q, k, v, g, &opts, NULL);
     return ln_linear_mixer_output(&a->mix, o, x);
 }

@@ -74,7 +74,7 @@ static ln_tensor *linear_forward(void *state, ln_tensor *x) {
     ln_linear_mixer_qkv(&a->mix, x, &q, &k, &v);
     q = ln_feature_map(q, a->fmap, a->fmap_q ? ln_weight(a->fmap_q) : NULL);
     k = ln_feature_map(k, a->fmap, a->fmap_k ? ln_weight(a->fmap_k) : NULL);
-    ln_gla_opts opts = {.chunk_size = LN_LINEAR_CHUNK}; /* scale 1/sqrt(feature width) */
+    ln_gla_opts opts = {.chunk_size = a->mix.chunk_size}; /* scale 1/sqrt(feature width) */
     return ln_linear_mixer_output(&a->mix, ln_linear_attention(q, k, v, a->normalize, &opts, NULL), x);
 }
 

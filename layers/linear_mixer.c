@@ -26,6 +26,7 @@ int ln_linear_mixer_create(ln_linear_mixer *m, ln_params *params, const char *pr
     m->head_k = (int)(kw / cfg->n_heads);
     m->head_v = (int)(vw / cfg->n_heads);
     m->norm_eps = cfg->norm_eps;
+    m->chunk_size = cfg->linear_chunk_size;
     m->wq = ln_params_add(params, prefix, "wq", 2, (int64_t[]){kw, d}, LN_INIT_NORMAL, true);
     m->wk = ln_params_add(params, prefix, "wk", 2, (int64_t[]){kw, d}, LN_INIT_NORMAL, true);
     m->wv = ln_params_add(params, prefix, "wv", 2, (int64_t[]){vw, d}, LN_INIT_NORMAL, true);

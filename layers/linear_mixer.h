@@ -12,10 +12,6 @@
 #include "layers/params.h"
 #include "recipes/config.h"
 
-/* Tokens per chunk of the chunkwise CPU form of the ops (what the CUDA kernels use too); the
- * step-by-step recurrence (0) is the slower reference. */
-#define LN_LINEAR_CHUNK 64
-
 typedef struct ln_linear_mixer_opts {
     const char *kind;     /* names the recipe keys in messages: model.<kind>.expand_k */
     double expand_k, expand_v;
@@ -27,6 +23,7 @@ typedef struct ln_linear_mixer_opts {
 typedef struct ln_linear_mixer {
     int n_heads, head_k, head_v; /* head_k, head_v: per-head key and value widths */
     double norm_eps;
+    int chunk_size;              /* the ops' CPU form (model.linear_chunk_size): 0 recurrence */
     ln_tensor *wq, *wk, *wv;     /* [H * head_k, d], [H * head_k, d], [H * head_v, d] */
     ln_tensor *conv_q, *conv_k, *conv_v; /* [width, conv_size], or NULL without short convolution */
     ln_tensor *wg;               /* [H * head_v, d], or NULL without output gate */

@@ -57,6 +57,7 @@ static const key_def keys[] = {
     {"model.linear.conv_size", K_INT, FIELD(model.linear.conv_size), 2, 4, "linear: short convolution width"},
     {"model.linear.feature_map", K_STRING, FIELD(model.linear.feature_map), 0, 0, "linear: identity | elu1 | relu | hedgehog"},
     {"model.linear.normalize", K_BOOL, FIELD(model.linear.normalize), 0, 0, "linear: divide by q . sum(k)"},
+    {"model.linear_chunk_size", K_INT, FIELD(model.linear_chunk_size), 0, 1 << 16, "CPU form of the linear kinds' ops: 0 recurrence, C chunks of C tokens"},
     {"train.steps", K_INT64, FIELD(train.steps), 1, BIG, "optimizer steps"},
     {"train.batch_size", K_INT, FIELD(train.batch_size), 1, 1 << 24, "global batch: sequences per optimizer step"},
     {"train.seq_len", K_INT, FIELD(train.seq_len), 1, 1 << 24, "tokens per sequence"},

@@ -47,6 +47,7 @@ typedef struct ln_model_config {
     ln_gla_config gla;        /* model.gla.* */
     ln_gla_config simple_gla; /* model.simple_gla.* (gate_low_rank_dim unused) */
     ln_linear_config linear;  /* model.linear.* */
+    int linear_chunk_size;    /* model.linear_chunk_size: CPU form of the linear kinds' ops (0: recurrence) */
 } ln_model_config;
 
 typedef struct ln_train_config {

@@ -50,6 +50,26 @@ static void tiny_recipe_is_the_default(void **state) {
     assert_memory_equal(&a, &b, sizeof a); /* both start from zeroed defaults, so padding matches */
 }
 
+/* gla-tiny.yaml and hybrid-tiny.yaml are tiny.yaml but for the attention kinds */
+static void linear_recipes_differ_from_tiny_only_in_attention(void **state) {
+    const char *names[] = {"gla-tiny.yaml", "hybrid-tiny.yaml"};
+    for (int i = 0; i < 2; i++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/recipes/%s", test_source_dir(), names[i]);
+        ln_config a, b;
+        ln_config_defaults(&a);
+        ln_config_defaults(&b);
+        assert_ok(ln_config_load_file(&b, path));
+        assert_ok(ln_config_validate(&b));
+        assert_string_equal(b.model.attention[0], "gla");
+        assert_string_equal(b.model.attention[3], i == 0 ? "gla" : "softmax");
+        assert_int_equal(b.model.attention_count, i == 0 ? 0 : 4);
+        memcpy(b.model.attention, a.model.attention, sizeof a.model.attention);
+        b.model.attention_count = 0;
+        assert_memory_equal(&a, &b, sizeof a);
+    }
+}
+
 static void values_of_every_type_load(void **state) {
     ln_config c;
     ln_config_defaults(&c);
@@ -151,6 +171,47 @@ static void validation_names_the_keys(void **state) {
     expect_invalid(&c, "data.path");
 }
 
+static void linear_kinds_take_nested_sections(void **state) {
+    ln_config c;
+    ln_config_defaults(&c);
+    assert_ok(ln_config_load_string(&c,
+                                    "model:\n  attention: [gla, simple_gla, linear, softmax]\n"
+                                    "  gla:\n    use_short_conv: true\n    expand_k: 1\n"
+                                    "  linear:\n    feature_map: hedgehog\n    normalize: yes\n"
+                                    "  simple_gla:\n"
+                                    "  linear_chunk_size: 64\n",
+                                    "r.yaml"));
+    assert_true(c.model.gla.use_short_conv);
+    assert_true(c.model.gla.expand_k == 1);
+    assert_int_equal(c.model.gla.gate_low_rank_dim, 16); /* untouched keys keep their defaults */
+    assert_string_equal(c.model.linear.feature_map, "hedgehog");
+    assert_true(c.model.linear.normalize);
+    assert_int_equal(c.model.linear_chunk_size, 64);
+    assert_ok(ln_config_validate(&c));
+    assert_ok(ln_config_set(&c, "model.simple_gla.gate_logit_normalizer=8"));
+    assert_true(c.model.simple_gla.gate_logit_normalizer == 8);
+    /* the dump nests them and loads back the same */
+    char *yaml = ln_config_to_yaml(&c);
+    assert_non_null(yaml);
+    assert_non_null(strstr(yaml, "\n  gla:\n    expand_k: 1\n"));
+    assert_non_null(strstr(yaml, "\n  linear_chunk_size: 64\ntrain:\n"));
+    ln_config b;
+    ln_config_defaults(&b);
+    assert_ok(ln_config_load_string(&b, yaml, "resolved"));
+    assert_memory_equal(&c, &b, sizeof c);
+    free(yaml);
+}
+
+static void bad_nested_keys_name_the_key(void **state) {
+    expect_load_error("model:\n  gla:\n    expand_kk: 1\n", "r.yaml:3", "did you mean 'model.gla.expand_k'");
+    expect_load_error("model:\n  gla: 5\n", "model.gla", "expected a mapping");
+    expect_load_error("model:\n  gla:\n    conv_size: 5\n", "model.gla.conv_size", "out of range");
+    expect_load_error("model:\n  gla:\n    use_short_conv: [1]\n", "model.gla.use_short_conv", "list");
+    expect_load_error("model:\n  mamba:\n    d_state: 16\n", "'model.mamba'", "did you mean");
+    expect_set_error("model.gla.expand=1", "did you mean 'model.gla.expand_k'");
+    expect_set_error("model.linear.normalize=maybe", "model.linear.normalize");
+}
+
 static void missing_file_is_named(void **state) {
     ln_config c;
     ln_config_defaults(&c);
@@ -162,12 +223,15 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(defaults_validate),
         cmocka_unit_test(tiny_recipe_is_the_default),
+        cmocka_unit_test(linear_recipes_differ_from_tiny_only_in_attention),
         cmocka_unit_test(values_of_every_type_load),
         cmocka_unit_test(resolved_recipe_round_trips),
         cmocka_unit_test(set_parses_each_type),
         cmocka_unit_test(bad_recipes_name_the_key),
         cmocka_unit_test(bad_overrides_name_the_key),
         cmocka_unit_test(validation_names_the_keys),
+        cmocka_unit_test(linear_kinds_take_nested_sections),
+        cmocka_unit_test(bad_nested_keys_name_the_key),
         cmocka_unit_test(missing_file_is_named),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
