@@ -43,6 +43,10 @@ extern "C" int ln_attention_cudnn_backward(ln_node *n) {
 }
 extern "C" size_t ln_attention_cudnn_version(void) { return 0; }
 extern "C" void ln_attention_cudnn_clear_cache(void) {}
+extern "C" int ln_attention_cudnn_check_graph(int64_t B, int64_t T, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
+                                              int causal, int backward) {
+    return ln_fail("attention: linnet was built without cuDNN");
+}
 
 #else // LINNET_CUDNN
 
@@ -577,13 +581,20 @@ static void build_backward_graph(graph_b *g) {
 
 #define MAX_ENGINE_CONFIGS 64
 
-static int make_plan(graph_b *g, cdesc *plan_out, int64_t *workspace_out) {
-    if (g->failed) return LN_ERR;
+// The operation graph of the ops built so far; with the handle when there is one (none is needed
+// to finalize it, only to plan it).
+static cdesc make_operation_graph(graph_b *g, cudnnHandle_t handle) {
+    if (g->failed) return NULL;
     const char *owner = "operation graph";
     cdesc graph = GNEW(g, CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR, owner);
-    GSET(g, graph, owner, CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &lib.handle);
+    if (handle) GSET(g, graph, owner, CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle);
     GSET(g, graph, owner, CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, g->n_ops, g->ops);
-    if (!gfinalize(g, graph, owner, "operation graph (cuDNN rejected the graph as a whole)")) return LN_ERR;
+    return gfinalize(g, graph, owner, "operation graph (cuDNN rejected the graph as a whole)") ? graph : NULL;
+}
+
+static int make_plan(graph_b *g, cdesc *plan_out, int64_t *workspace_out) {
+    cdesc graph = make_operation_graph(g, lib.handle);
+    if (!graph) return LN_ERR;
 
     char tried[1024] = "";
     size_t used = 0;
@@ -668,6 +679,30 @@ static int make_plan(graph_b *g, cdesc *plan_out, int64_t *workspace_out) {
              "Set CUDNN_LOGERR_DBG=1 CUDNN_LOGDEST_DBG=stderr for cuDNN's own reasons",
           g->n_ops, lib.version, lib.sm, tried);
     return LN_ERR;
+}
+
+extern "C" int ln_attention_cudnn_check_graph(int64_t B, int64_t T, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
+                                              int causal, int backward) {
+    attn_key key;
+    memset(&key, 0, sizeof key);
+    key.B = B, key.T = T, key.S = S, key.Hq = Hq, key.Hkv = Hkv, key.D = D, key.causal = causal != 0;
+    key.dtype = LN_BF16;
+    if (!lib.version) lib.version = cudnnGetVersion(); // for the mask value; no GPU needed
+    desc_bag bag;
+    memset(&bag, 0, sizeof bag);
+    graph_b g;
+    memset(&g, 0, sizeof g);
+    g.bag = &bag;
+    g.graph = backward ? "backward" : "forward";
+    g.key = &key;
+    g.next_virtual_uid = UID_FIRST_VIRTUAL;
+    if (backward)
+        build_backward_graph(&g);
+    else
+        build_forward_graph(&g);
+    make_operation_graph(&g, lib.ready ? lib.handle : NULL);
+    bag_destroy(&bag);
+    return g.failed ? LN_ERR : LN_OK;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -105,6 +105,29 @@ static void print_library(void) {
         print_library();                                                                           \
     } while (0)
 
+/* ---- no GPU needed: every descriptor of both graphs finalizes ---- */
+
+/* Builds the descriptors of the forward and backward graphs for the test shapes and finalizes
+ * their operation graphs (attribute types and counts, dims, strides, dtypes, matmul broadcasts are
+ * all checked there). Runs wherever cuDNN is linked, GPU or not; planning needs the GPU. */
+static void cudnn_graphs_finalize_without_gpu(void **state) {
+    if (ln_attention_cudnn_version() == 0) skip();
+    static const int64_t shapes[][6] = {{2, 77, 77, 4, 2, 64},  {2, 256, 256, 4, 4, 128}, {2, 64, 192, 4, 2, 64},
+                                        {1, 77, 200, 4, 4, 128}, {3, 5, 5, 8, 1, 64},     {1, 1, 1, 1, 1, 64}};
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
+        for (int causal = 0; causal < 2; causal++)
+            for (int backward = 0; backward < 2; backward++) {
+                const int64_t *s = shapes[i];
+                if (ln_attention_cudnn_check_graph(s[0], s[1], s[2], s[3], s[4], s[5], causal, backward))
+                    fail_msg("%s", ln_error_message());
+            }
+    /* a graph cuDNN must refuse: 3 query heads over 2 kv heads, named down to the op */
+    assert_int_equal(ln_attention_cudnn_check_graph(2, 64, 64, 3, 2, 64, 1, 0), LN_ERR);
+    printf("  refused as expected: %s\n", ln_error_message());
+    assert_non_null(strstr(ln_error_message(), "bmm1"));
+    ln_error_clear();
+}
+
 /* ---- direct: the cuDNN kernels themselves ---- */
 
 static void cudnn_matches_cpu(void **state) {
@@ -299,6 +322,7 @@ static void dispatch_causal_bottom_right(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(cudnn_graphs_finalize_without_gpu),
         cmocka_unit_test(cudnn_support_checks),
         cmocka_unit_test(cudnn_matches_cpu),
         cmocka_unit_test(cudnn_causal_bottom_right),
