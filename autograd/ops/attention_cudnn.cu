@@ -44,7 +44,8 @@ extern "C" int ln_attention_cudnn_backward(ln_node *n) {
 extern "C" size_t ln_attention_cudnn_version(void) { return 0; }
 extern "C" void ln_attention_cudnn_clear_cache(void) {}
 extern "C" int ln_attention_cudnn_check_graph(int64_t B, int64_t T, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
-                                              int causal, int backward) {
+                                              int causal, int backward, const char *device_json,
+                                              int64_t *engine_index) {
     return ln_fail("attention: linnet was built without cuDNN");
 }
 
@@ -592,8 +593,10 @@ static cdesc make_operation_graph(graph_b *g, cudnnHandle_t handle) {
     return gfinalize(g, graph, owner, "operation graph (cuDNN rejected the graph as a whole)") ? graph : NULL;
 }
 
-static int make_plan(graph_b *g, cdesc *plan_out, int64_t *workspace_out) {
-    cdesc graph = make_operation_graph(g, lib.handle);
+// With a handle the plan is for its GPU; without one (ahead of time, no GPU needed) it is for the
+// device that `devprop` describes.
+static int make_plan(graph_b *g, cudnnHandle_t handle, cdesc devprop, cdesc *plan_out, int64_t *workspace_out) {
+    cdesc graph = make_operation_graph(g, handle);
     if (!graph) return LN_ERR;
 
     char tried[1024] = "";
@@ -606,6 +609,7 @@ static int make_plan(graph_b *g, cdesc *plan_out, int64_t *workspace_out) {
         cdesc heur = GNEW(g, CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR, heur_owner);
         GSET(g, heur, heur_owner, CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &graph);
         GSET(g, heur, heur_owner, CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &modes[m]);
+        if (!handle) GSET(g, heur, heur_owner, CUDNN_ATTR_ENGINEHEUR_DEVICEPROP, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &devprop);
         if (g->failed) return LN_ERR;
         cudnnStatus_t s = cudnnBackendFinalize(heur);
         int64_t count = 0;
@@ -640,7 +644,9 @@ static int make_plan(graph_b *g, cdesc *plan_out, int64_t *workspace_out) {
             cdesc plan = NULL;
             s = cudnnBackendCreateDescriptor(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR, &plan);
             if (s == CUDNN_STATUS_SUCCESS)
-                s = cudnnBackendSetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &lib.handle);
+                s = handle ? cudnnBackendSetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle)
+                           : cudnnBackendSetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_DEVICEPROP,
+                                                      CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &devprop);
             if (s == CUDNN_STATUS_SUCCESS)
                 s = cudnnBackendSetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG,
                                              CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &cfgs[i]);
@@ -682,7 +688,8 @@ static int make_plan(graph_b *g, cdesc *plan_out, int64_t *workspace_out) {
 }
 
 extern "C" int ln_attention_cudnn_check_graph(int64_t B, int64_t T, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
-                                              int causal, int backward) {
+                                              int causal, int backward, const char *device_json,
+                                              int64_t *engine_index) {
     attn_key key;
     memset(&key, 0, sizeof key);
     key.B = B, key.T = T, key.S = S, key.Hq = Hq, key.Hkv = Hkv, key.D = D, key.causal = causal != 0;
@@ -700,7 +707,33 @@ extern "C" int ln_attention_cudnn_check_graph(int64_t B, int64_t T, int64_t S, i
         build_backward_graph(&g);
     else
         build_forward_graph(&g);
-    make_operation_graph(&g, lib.ready ? lib.handle : NULL);
+    if (engine_index) *engine_index = -1;
+    if (!device_json) {
+        make_operation_graph(&g, NULL);
+    } else {
+        const char *owner = "device properties (JSON)";
+        cdesc devprop = GNEW(&g, CUDNN_BACKEND_DEVICEPROP_DESCRIPTOR, owner);
+        GSET(&g, devprop, owner, CUDNN_ATTR_DEVICEPROP_JSON_REPRESENTATION, CUDNN_TYPE_CHAR,
+             (int64_t)strlen(device_json), device_json);
+        gfinalize(&g, devprop, owner, "device properties");
+        cdesc plan;
+        int64_t workspace;
+        if (make_plan(&g, NULL, devprop, &plan, &workspace) == LN_OK) {
+            // name the engine the heuristics chose, for the test log
+            cdesc cfg = NULL, engine = NULL;
+            int64_t n = 0, index = -1;
+            if (cudnnBackendCreateDescriptor(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR, &cfg) == CUDNN_STATUS_SUCCESS &&
+                cudnnBackendGetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR,
+                                         1, &n, &cfg) == CUDNN_STATUS_SUCCESS &&
+                cudnnBackendCreateDescriptor(CUDNN_BACKEND_ENGINE_DESCRIPTOR, &engine) == CUDNN_STATUS_SUCCESS &&
+                cudnnBackendGetAttribute(cfg, CUDNN_ATTR_ENGINECFG_ENGINE, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &n,
+                                         &engine) == CUDNN_STATUS_SUCCESS)
+                cudnnBackendGetAttribute(engine, CUDNN_ATTR_ENGINE_GLOBAL_INDEX, CUDNN_TYPE_INT64, 1, &n, &index);
+            if (engine) cudnnBackendDestroyDescriptor(engine);
+            if (cfg) cudnnBackendDestroyDescriptor(cfg);
+            if (engine_index) *engine_index = index;
+        }
+    }
     bag_destroy(&bag);
     return g.failed ? LN_ERR : LN_OK;
 }
@@ -786,7 +819,7 @@ static int get_plan(cache_entry *e, bool backward, cdesc *plan, int64_t *workspa
             build_backward_graph(&g);
         else
             build_forward_graph(&g);
-        if (make_plan(&g, &p->plan, &p->workspace) == LN_OK) {
+        if (make_plan(&g, lib.handle, NULL, &p->plan, &p->workspace) == LN_OK) {
             p->state = 1;
         } else {
             p->state = -1;
@@ -938,8 +971,11 @@ extern "C" int ln_attention_cudnn_forward(ln_node *n) {
         cdesc plan;
         int64_t ws_bytes;
         if (get_plan(cache_lookup(&key), false, &plan, &ws_bytes)) return LN_ERR;
-        float scale = (float)n->farg[0], neg_inf = neg_inf_value();
-        int32_t seq_q = (int32_t)key.T, seq_kv = (int32_t)key.S;
+        // by-value inputs: host memory, read by cudnnBackendExecute (aligned like device tensors)
+        alignas(16) float scale = (float)n->farg[0];
+        alignas(16) float neg_inf = neg_inf_value();
+        alignas(16) int32_t seq_q = (int32_t)key.T;
+        alignas(16) int32_t seq_kv = (int32_t)key.S;
         int64_t uids[9] = {UID_Q, UID_K, UID_V, UID_O, UID_STATS, UID_SCALE};
         void *ptrs[9] = {q->data, k->data, v->data, o->data, lse->data, &scale};
         int count = 6;
@@ -1029,8 +1065,11 @@ extern "C" int ln_attention_cudnn_backward(ln_node *n) {
     int status = LN_OK;
     if (cst != cudaSuccess) status = ln_fail("attention (cuDNN backward): zeroing dQ_accum: %s", cudaGetErrorString(cst));
     if (status == LN_OK) {
-        float scale = (float)n->farg[0], neg_inf = neg_inf_value(), one = 1.0f;
-        int32_t seq_q = (int32_t)key.T, seq_kv = (int32_t)key.S;
+        alignas(16) float scale = (float)n->farg[0];
+        alignas(16) float neg_inf = neg_inf_value();
+        alignas(16) float one = 1.0f;
+        alignas(16) int32_t seq_q = (int32_t)key.T;
+        alignas(16) int32_t seq_kv = (int32_t)key.S;
         int64_t uids[16] = {UID_Q,  UID_K,  UID_V,  UID_O,           UID_STATS,    UID_DO,    UID_DQ,
                             UID_DK, UID_DV, UID_SOFTMAX_SUM, UID_DQ_ACCUM, UID_SCALE, UID_ONE};
         void *ptrs[16] = {q->data, k->data, v->data, o->data,  lse->data, dout->data, dst[0],

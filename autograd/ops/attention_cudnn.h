@@ -38,10 +38,12 @@ int ln_attention_cudnn_backward(ln_node *n);
 /* cudnnGetVersion() of the loaded library (e.g. 91900), 0 when built without cuDNN. */
 size_t ln_attention_cudnn_version(void);
 /* For tests, and for machines without a GPU: builds every descriptor of one graph (bf16, the
- * backward when `backward`) and finalizes its operation graph, without planning or running it.
- * LN_OK, or LN_ERR naming the descriptor, attribute and cuDNN's status. */
+ * backward when `backward`) and finalizes its operation graph, without running it. With
+ * device_json (a CUDNN_ATTR_DEVICEPROP_JSON_REPRESENTATION document) it also plans the graph ahead
+ * of time for that device: heuristics and an execution plan, so cuDNN's fused engine must accept
+ * the graph; *engine_index (when given) is then the chosen engine's global index. LN_OK, or LN_ERR naming the descriptor, attribute and cuDNN's status. */
 int ln_attention_cudnn_check_graph(int64_t B, int64_t T, int64_t S, int64_t Hq, int64_t Hkv, int64_t D, int causal,
-                                   int backward);
+                                   int backward, const char *device_json, int64_t *engine_index);
 /* Destroys every cached plan (waits for the stream first). Plans are rebuilt on demand. */
 void ln_attention_cudnn_clear_cache(void);
 

@@ -118,11 +118,11 @@ static void cudnn_graphs_finalize_without_gpu(void **state) {
         for (int causal = 0; causal < 2; causal++)
             for (int backward = 0; backward < 2; backward++) {
                 const int64_t *s = shapes[i];
-                if (ln_attention_cudnn_check_graph(s[0], s[1], s[2], s[3], s[4], s[5], causal, backward))
+                if (ln_attention_cudnn_check_graph(s[0], s[1], s[2], s[3], s[4], s[5], causal, backward, NULL, NULL))
                     fail_msg("%s", ln_error_message());
             }
     /* a graph cuDNN must refuse: 3 query heads over 2 kv heads, named down to the op */
-    assert_int_equal(ln_attention_cudnn_check_graph(2, 64, 64, 3, 2, 64, 1, 0), LN_ERR);
+    assert_int_equal(ln_attention_cudnn_check_graph(2, 64, 64, 3, 2, 64, 1, 0, NULL, NULL), LN_ERR);
     printf("  refused as expected: %s\n", ln_error_message());
     assert_non_null(strstr(ln_error_message(), "bmm1"));
     ln_error_clear();
