@@ -36,6 +36,7 @@ typedef struct ln_train_config {
     int log_every;      /* train.log_every: progress line period (steps) */
     char device[LN_NAME_LEN]; /* train.device: auto | cpu | cuda */
     char dtype[LN_NAME_LEN];  /* train.dtype: fp32 | bf16 */
+    double bucket_mb;   /* train.bucket_mb: MiB of gradients per all-reduce (GPUs through NCCL) */
 } ln_train_config;
 
 typedef struct ln_optim_config {
