@@ -87,6 +87,8 @@ int ln_grad_sync_finish(ln_grad_sync *s) {
 
 void ln_grad_sync_free(ln_grad_sync *s) {
     if (!s->params) return;
+    /* after a failed step reductions may still be in flight: the buffer's release waits for them */
+    if (s->flat) s->transport.wait(s->transport.ctx);
     for (int i = 0; i < s->params->n && s->flat; i++)
         if (is_our_view(s, i)) {
             free(s->params->items[i].tensor->grad); /* a view: the struct only */

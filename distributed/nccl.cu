@@ -63,7 +63,10 @@ extern "C" void ln_nccl_free(ln_nccl *n) {
     if (!n) return;
     // nothing may still run on the side stream when its communicator goes
     if (n->stream) cudaStreamSynchronize(n->stream);
-    if (n->comm) ncclCommDestroy(n->comm);
+    if (n->comm) {
+        ncclCommFinalize(n->comm); // blocking: the communicator quiesces on every rank, then goes
+        ncclCommDestroy(n->comm);
+    }
     if (n->ready) cudaEventDestroy(n->ready);
     if (n->done) cudaEventDestroy(n->done);
     if (n->stream) cudaStreamDestroy(n->stream);
