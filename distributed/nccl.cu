@@ -36,7 +36,9 @@ static int init(ln_nccl *n, ln_comm *comm) {
     if (ln_comm_agree(comm, status) != LN_OK)
         return comm->rank == 0 ? LN_ERR : ln_fail("rank 0 could not make an NCCL id");
     if (ln_comm_broadcast(comm, &id, sizeof id)) return LN_ERR;
-    LN_NCCL_TRY(ncclCommInitRank(&n->comm, comm->size, id, comm->rank));
+    ncclComm_t made = NULL;
+    LN_NCCL_TRY(ncclCommInitRank(&made, comm->size, id, comm->rank));
+    n->comm = made; // only a communicator that was fully made
     // the highest priority: NCCL kernels then get SMs as soon as the backward frees some
     int least = 0, greatest = 0;
     LN_CUDA_TRY(cudaDeviceGetStreamPriorityRange(&least, &greatest));
@@ -47,31 +49,36 @@ static int init(ln_nccl *n, ln_comm *comm) {
     return LN_OK;
 }
 
-extern "C" int ln_nccl_create(ln_nccl **out, ln_comm *comm) {
-    *out = NULL;
-    ln_nccl *n = (ln_nccl *)calloc(1, sizeof *n);
-    if (!n) return ln_fail("nccl: out of host memory");
-    if (init(n, comm)) {
-        ln_nccl_free(n);
-        return ln_fail_context("NCCL communicator of rank %d of %d", comm->rank, comm->size);
-    }
-    *out = n;
-    return LN_OK;
-}
-
-extern "C" void ln_nccl_free(ln_nccl *n) {
+// graceful: finalize (which waits for every rank to get there), for the end of a good run; else
+// abort, which waits for no peer: after a failure the run is ending and a peer may be gone.
+static void destroy(ln_nccl *n, bool graceful) {
     if (!n) return;
-    // nothing may still run on the side stream when its communicator goes
-    if (n->stream) cudaStreamSynchronize(n->stream);
-    if (n->comm) {
-        ncclCommFinalize(n->comm); // blocking: the communicator quiesces on every rank, then goes
+    if (n->comm && graceful) {
+        if (n->stream) cudaStreamSynchronize(n->stream); // nothing may still run on the side stream
+        ncclCommFinalize(n->comm);
         ncclCommDestroy(n->comm);
+    } else if (n->comm) {
+        ncclCommAbort(n->comm);
     }
     if (n->ready) cudaEventDestroy(n->ready);
     if (n->done) cudaEventDestroy(n->done);
     if (n->stream) cudaStreamDestroy(n->stream);
     free(n);
 }
+
+extern "C" int ln_nccl_create(ln_nccl **out, ln_comm *comm) {
+    *out = NULL;
+    ln_nccl *n = (ln_nccl *)calloc(1, sizeof *n);
+    if (!n) return ln_fail("nccl: out of host memory");
+    if (init(n, comm)) {
+        destroy(n, false);
+        return ln_fail_context("NCCL communicator of rank %d of %d", comm->rank, comm->size);
+    }
+    *out = n;
+    return LN_OK;
+}
+
+extern "C" void ln_nccl_free(ln_nccl *n) { destroy(n, true); }
 
 // cudaStreamWaitEvent takes the event's latest record at the time of the call, so one event
 // serves every bucket.

@@ -13,6 +13,7 @@ extern "C" {
 
 /* Collective over comm's ranks (rank 0 makes the id, MPI carries it); after ln_cuda_init. */
 int ln_nccl_create(struct ln_nccl **out, ln_comm *comm);
+/* At the end of a good run, on every rank (it waits for all of them). */
 void ln_nccl_free(struct ln_nccl *nccl);
 /* The grad_sync transport: each bucket is summed in place on the side stream once the compute
  * stream has reached the point of the call; wait puts the compute stream behind all of them. */
