@@ -306,8 +306,9 @@ static bool gpointwise(graph_b *g, const char *name, cudnnPointwiseMode_t mode, 
     return gpush(g, op, name);
 }
 
-// c = a @ b over the last two dims, batched (and broadcast, for GQA) over the first two.
-static bool gmatmul(graph_b *g, const char *name, cdesc a, cdesc b, cdesc c) {
+// c = a @ b over the last two dims, batched (and broadcast, for GQA) over the first two. m, n, k:
+// optional per-batch [B,1,1,1] i32 overrides of the gemm sizes (the padding-mask workaround's).
+static bool gmatmul_ovr(graph_b *g, const char *name, cdesc a, cdesc b, cdesc c, cdesc m, cdesc n, cdesc k) {
     if (g->failed) return false;
     if (!a || !b || !c) {
         gfail(g, "'%s': missing tensor", name);
@@ -325,8 +326,15 @@ static bool gmatmul(graph_b *g, const char *name, cdesc a, cdesc b, cdesc c) {
     GSET(g, op, owner, CUDNN_ATTR_OPERATION_MATMUL_BDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &b);
     GSET(g, op, owner, CUDNN_ATTR_OPERATION_MATMUL_CDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &c);
     GSET(g, op, owner, CUDNN_ATTR_OPERATION_MATMUL_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &mm);
+    if (m) GSET(g, op, owner, CUDNN_ATTR_OPERATION_MATMUL_GEMM_M_OVERRIDE_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &m);
+    if (n) GSET(g, op, owner, CUDNN_ATTR_OPERATION_MATMUL_GEMM_N_OVERRIDE_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &n);
+    if (k) GSET(g, op, owner, CUDNN_ATTR_OPERATION_MATMUL_GEMM_K_OVERRIDE_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &k);
     gfinalize(g, op, owner, "matmul operation");
     return gpush(g, op, name);
+}
+
+static bool gmatmul(graph_b *g, const char *name, cdesc a, cdesc b, cdesc c) {
+    return gmatmul_ovr(g, name, a, b, c, NULL, NULL, NULL);
 }
 
 // y = reduce(x) over the dims where y has extent 1 (or, for the GQA head sum, x's heads onto y's).
@@ -388,6 +396,10 @@ enum {
     UID_SOFTMAX_SUM = 14, // f32 [B, Hq, T, 1] scratch: rowsum(dO * O)
     UID_DQ_ACCUM = 15,    // f32 [B, Hq, T, D] scratch: dQ accumulated by the engine
     UID_ONE = 16,         // by value, f32 1.0
+    // the backward's padding-mask workaround (cuDNN <= 9.15, S % 128 != 0): see pad_workaround()
+    UID_PAD_SEQ_Q = 17,  // i32 [B, 1, 1, 1] on the GPU, every entry T
+    UID_PAD_SEQ_KV = 18, // i32 [B, 1, 1, 1] on the GPU, every entry S
+    UID_PAD_VALUE = 19,  // by value, f32: the lowest float (what padded scores become)
     UID_FIRST_VIRTUAL = 1000,
 };
 
@@ -405,9 +417,17 @@ static void transposed(const int64_t dims[4], const int64_t strides[4], int64_t 
     tstrides[0] = strides[0], tstrides[1] = strides[1], tstrides[2] = strides[3], tstrides[3] = strides[2];
 }
 
+// cuDNN up to 9.15 needs the backward graph to carry a padding mask when S is not a multiple of
+// 128: cudnn-frontend (SDPA backward, "workaround padding mask", s_kv % 128 != 0 && backend <= 9.15)
+// adds one whose per-batch lengths are the full T and S. It masks nothing, but puts the engine on
+// its padded path for the partial last key tile. We do the same; 9.16 and newer need nothing.
+static bool pad_workaround(const attn_key *k) { return k->S % 128 != 0 && lib.version < 91600; }
+
+static const float LOWEST_FLOAT = -3.402823466e+38f;
+
 static float neg_inf_value(void) {
     // cudnn-frontend masks with -inf from cuDNN 9.10 on, with the lowest float before
-    return lib.version >= 91000 ? -INFINITY : -3.402823466e+38f;
+    return lib.version >= 91000 ? -INFINITY : LOWEST_FLOAT;
 }
 
 // The causal mask on a [B, Hq, T, S] f32 score tensor: keep where row (+ S - T) >= col, else -inf.
@@ -430,6 +450,27 @@ static cdesc causal_mask(graph_b *g, cdesc scores, const int64_t sdims[4], const
     cdesc masked = gvirtual(g, "masked scores", CUDNN_DATA_FLOAT, sdims, sstrides);
     // y = keep ? x : b
     gpointwise(g, "causal_select", CUDNN_POINTWISE_BINARY_SELECT, CUDNN_DATA_FLOAT, scores, neg_inf, keep, masked, -1);
+    return masked;
+}
+
+// The padding mask (cudnn-frontend's, on the scaled scores): keep where row < seq_len_q[b] and
+// col < seq_len_kv[b], else the lowest float.
+static cdesc padding_mask(graph_b *g, cdesc scores, const int64_t sdims[4], const int64_t sstrides[4],
+                          cdesc pad_value, cdesc seq_q, cdesc seq_kv) {
+    cdesc row = gvirtual(g, "padding row index", CUDNN_DATA_INT32, sdims, sstrides);
+    gpointwise(g, "gen_row_idx_padding", CUDNN_POINTWISE_GEN_INDEX, CUDNN_DATA_INT32, scores, NULL, NULL, row, 2);
+    cdesc col = gvirtual(g, "padding col index", CUDNN_DATA_INT32, sdims, sstrides);
+    gpointwise(g, "gen_col_idx_padding", CUDNN_POINTWISE_GEN_INDEX, CUDNN_DATA_INT32, scores, NULL, NULL, col, 3);
+    cdesc row_ok = gvirtual(g, "padding row mask", CUDNN_DATA_BOOLEAN, sdims, sstrides);
+    gpointwise(g, "lt_row_sq_padding", CUDNN_POINTWISE_CMP_LT, CUDNN_DATA_BOOLEAN, row, seq_q, NULL, row_ok, -1);
+    cdesc col_ok = gvirtual(g, "padding col mask", CUDNN_DATA_BOOLEAN, sdims, sstrides);
+    gpointwise(g, "lt_col_skv_padding", CUDNN_POINTWISE_CMP_LT, CUDNN_DATA_BOOLEAN, col, seq_kv, NULL, col_ok, -1);
+    cdesc keep = gvirtual(g, "padding mask", CUDNN_DATA_BOOLEAN, sdims, sstrides);
+    gpointwise(g, "and_row_col_padding", CUDNN_POINTWISE_LOGICAL_AND, CUDNN_DATA_BOOLEAN, row_ok, col_ok, NULL, keep,
+               -1);
+    cdesc masked = gvirtual(g, "padded scores", CUDNN_DATA_FLOAT, sdims, sstrides);
+    gpointwise(g, "select_padding", CUDNN_POINTWISE_BINARY_SELECT, CUDNN_DATA_FLOAT, scores, pad_value, keep, masked,
+               -1);
     return masked;
 }
 
@@ -508,6 +549,15 @@ static void build_backward_graph(graph_b *g) {
     cdesc dq_accum = gtensor(g, "dQ_accum", UID_DQ_ACCUM, f32, ad, as, false, false);
     cdesc scale = gscalar(g, "attn_scale", UID_SCALE, f32);
     cdesc one = gscalar(g, "one", UID_ONE, f32);
+    // the padding-mask workaround: the lengths also override the gemm sizes, as cudnn-frontend does
+    const bool pad = pad_workaround(k);
+    cdesc len_q = NULL, len_kv = NULL, pad_value = NULL;
+    if (pad) {
+        const int64_t ld[4] = {k->B, 1, 1, 1}, ls[4] = {1, 1, 1, 1};
+        len_q = gtensor(g, "seq_len_q (padding workaround)", UID_PAD_SEQ_Q, CUDNN_DATA_INT32, ld, ls, false, false);
+        len_kv = gtensor(g, "seq_len_kv (padding workaround)", UID_PAD_SEQ_KV, CUDNN_DATA_INT32, ld, ls, false, false);
+        pad_value = gscalar(g, "padding mask value (lowest float)", UID_PAD_VALUE, f32);
+    }
 
     // softmax_sum = rowsum(dO * O) * 1
     const int64_t dod[4] = {k->B, k->Hq, k->T, k->D}, dos[4] = {k->Hq * k->T * k->D, k->T * k->D, k->Hq * k->D, 1};
@@ -519,15 +569,19 @@ static void build_backward_graph(graph_b *g) {
 
     // P = exp(scale * Q.K^T - Stats), masked
     cdesc s1 = gvirtual(g, "Q.K^T", f32, sd, ss);
-    gmatmul(g, "matmul_Q_KT", Q, KT, s1);
+    gmatmul_ovr(g, "matmul_Q_KT", Q, KT, s1, len_q, len_kv, NULL);
     cdesc s2 = gvirtual(g, "scaled scores", f32, sd, ss);
     gpointwise(g, "mul_s_attn_scale", CUDNN_POINTWISE_MUL, f32, s1, scale, NULL, s2, -1);
+    if (pad) s2 = padding_mask(g, s2, sd, ss, pad_value, len_q, len_kv);
     cdesc s = gvirtual(g, "scores - Stats", f32, sd, ss);
     gpointwise(g, "sub_s_m", CUDNN_POINTWISE_SUB, f32, s2, stats, NULL, s, -1);
     if (k->causal) {
         cdesc neg_inf = gscalar(g, "mask value (-inf)", UID_NEG_INF, f32);
         cdesc seq_q = NULL, seq_kv = NULL;
-        if (bottom_right(k)) {
+        if (bottom_right(k) && pad) { // with the padding lengths, the causal shift uses them (as cudnn-frontend)
+            seq_q = len_q;
+            seq_kv = len_kv;
+        } else if (bottom_right(k)) {
             seq_q = gscalar(g, "seq_len_q", UID_SEQ_Q, CUDNN_DATA_INT32);
             seq_kv = gscalar(g, "seq_len_kv", UID_SEQ_KV, CUDNN_DATA_INT32);
         }
@@ -540,17 +594,17 @@ static void build_backward_graph(graph_b *g) {
     cdesc pt = gvirtual(g, "P^T", io, td, ts);
     greshape(g, "reshape_p", p, pt);
     if (k->Hq == k->Hkv) {
-        gmatmul(g, "matmul_pT_dO", pt, dO, dV);
+        gmatmul_ovr(g, "matmul_pT_dO", pt, dO, dV, len_kv, NULL, len_q);
     } else {
         const int64_t fd[4] = {k->B, k->Hq, k->S, k->D}, fs[4] = {k->Hq * k->S * k->D, k->S * k->D, k->D, 1};
         cdesc dv_full = gvirtual(g, "dV per query head", io, fd, fs);
-        gmatmul(g, "matmul_pT_dO", pt, dO, dv_full);
+        gmatmul_ovr(g, "matmul_pT_dO", pt, dO, dv_full, len_kv, NULL, len_q);
         greduce(g, "red_dV_head", CUDNN_REDUCE_TENSOR_ADD, dv_full, dV);
     }
 
     // dS = P * (dO.V^T - softmax_sum) * scale
     cdesc dp = gvirtual(g, "dO.V^T", f32, sd, ss);
-    gmatmul(g, "matmul_dO_VT", dO, VT, dp);
+    gmatmul_ovr(g, "matmul_dO_VT", dO, VT, dp, len_q, len_kv, NULL);
     cdesc dp_sub = gvirtual(g, "dP - softmax_sum", f32, sd, ss);
     gpointwise(g, "sub_dP_softmax_sum", CUDNN_POINTWISE_SUB, f32, dp, softmax_sum, NULL, dp_sub, -1);
     cdesc ds_unscaled = gvirtual(g, "P * (dP - softmax_sum)", f32, sd, ss);
@@ -562,18 +616,18 @@ static void build_backward_graph(graph_b *g) {
     cdesc dst = gvirtual(g, "dS^T", io, td, ts);
     greshape(g, "reshape_dS", ds, dst);
     if (k->Hq == k->Hkv) {
-        gmatmul(g, "matmul_dST_Q", dst, Q, dK);
+        gmatmul_ovr(g, "matmul_dST_Q", dst, Q, dK, len_kv, NULL, len_q);
     } else {
         const int64_t fd[4] = {k->B, k->Hq, k->S, k->D}, fs[4] = {k->Hq * k->S * k->D, k->S * k->D, k->D, 1};
         cdesc dk_full = gvirtual(g, "dK per query head", io, fd, fs);
-        gmatmul(g, "matmul_dST_Q", dst, Q, dk_full);
+        gmatmul_ovr(g, "matmul_dST_Q", dst, Q, dk_full, len_kv, NULL, len_q);
         greduce(g, "red_dK_head", CUDNN_REDUCE_TENSOR_ADD, dk_full, dK);
     }
 
     // dQ = dS K, accumulated in f32 (dQ_accum), then converted
     cdesc kr = gvirtual(g, "K (reshaped back from K^T)", f32, kd, ks);
     greshape(g, "reshape_k", KT, kr);
-    gmatmul(g, "matmul_dS_K", ds, kr, dq_accum);
+    gmatmul_ovr(g, "matmul_dS_K", ds, kr, dq_accum, len_q, NULL, len_kv);
     gpointwise(g, "identity_dQ", CUDNN_POINTWISE_IDENTITY, f32, dq_accum, NULL, NULL, dQ, -1);
 }
 
@@ -875,9 +929,10 @@ static const char *static_unsupported(const ln_node *n, char *buf, size_t len) {
         snprintf(buf, len, "causal with S != T needs cuDNN 9.6 (loaded: %zu)", lib.version);
         return buf;
     }
-    // cuDNN <= 9.15 needs a padding-mask workaround in the backward when S % 128 != 0; not done here
-    if (key.S % 128 != 0 && lib.version < 91600) {
-        snprintf(buf, len, "S=%lld not a multiple of 128 needs cuDNN 9.16 (loaded: %zu)", (long long)key.S,
+    // S % 128 != 0: native from 9.16, through the backward's padding-mask workaround (pad_workaround)
+    // from 9.10.2; before 9.10 cudnn-frontend also re-masks after the Stats subtraction, not built here
+    if (key.S % 128 != 0 && lib.version < 91000) {
+        snprintf(buf, len, "S=%lld not a multiple of 128 needs cuDNN 9.10.2 (loaded: %zu)", (long long)key.S,
                  lib.version);
         return buf;
     }
@@ -948,6 +1003,15 @@ static int execute(cdesc plan, const char *what, int n, const int64_t *uids, voi
 }
 
 static size_t round_up(size_t x) { return (x + 255) / 256 * 256; }
+
+// The padding workaround's lengths: len_q[b] = T, len_kv[b] = S.
+static __global__ void fill_lengths(int32_t *len_q, int32_t *len_kv, int64_t B, int32_t T, int32_t S) {
+    int64_t b = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (b < B) {
+        len_q[b] = T;
+        len_kv[b] = S;
+    }
+}
 
 static int check_aligned(const char *what, const char *name, const void *p) {
     if (!aligned(p)) return ln_fail("cuDNN attention %s: %s at %p is not 16-byte aligned", what, name, p);
@@ -1047,7 +1111,9 @@ extern "C" int ln_attention_cudnn_backward(ln_node *n) {
     size_t elems[3] = {qn, kvn, kvn};
     size_t sum_bytes = round_up((size_t)(key.B * key.Hq * key.T) * sizeof(float));
     size_t accum_bytes = round_up(qn * sizeof(float));
-    size_t total = sum_bytes + accum_bytes + (size_t)ws_bytes;
+    const bool pad = pad_workaround(&key);
+    size_t len_bytes = pad ? round_up((size_t)key.B * sizeof(int32_t)) : 0;
+    size_t total = sum_bytes + accum_bytes + 2 * len_bytes + (size_t)ws_bytes;
     size_t scratch_off[3];
     for (int i = 0; i < 3; i++) {
         scratch_off[i] = total;
@@ -1056,7 +1122,9 @@ extern "C" int ln_attention_cudnn_backward(ln_node *n) {
     char *base = NULL;
     LN_CUDA_TRY(cudaMallocAsync((void **)&base, total, ln_stream()));
     void *softmax_sum = base, *dq_accum = base + sum_bytes;
-    void *workspace = ws_bytes > 0 ? base + sum_bytes + accum_bytes : NULL;
+    int32_t *len_q = pad ? (int32_t *)(base + sum_bytes + accum_bytes) : NULL;
+    int32_t *len_kv = pad ? (int32_t *)(base + sum_bytes + accum_bytes + len_bytes) : NULL;
+    void *workspace = ws_bytes > 0 ? base + sum_bytes + accum_bytes + 2 * len_bytes : NULL;
     void *dst[3];
     for (int i = 0; i < 3; i++) dst[i] = direct[i] ? grads[i]->data : base + scratch_off[i];
 
@@ -1064,20 +1132,33 @@ extern "C" int ln_attention_cudnn_backward(ln_node *n) {
     cudaError_t cst = cudaMemsetAsync(dq_accum, 0, accum_bytes, ln_stream());
     int status = LN_OK;
     if (cst != cudaSuccess) status = ln_fail("attention (cuDNN backward): zeroing dQ_accum: %s", cudaGetErrorString(cst));
+    if (status == LN_OK && pad) {
+        fill_lengths<<<(unsigned)((key.B + 255) / 256), 256, 0, ln_stream()>>>(len_q, len_kv, key.B, (int32_t)key.T,
+                                                                            (int32_t)key.S);
+        cst = cudaGetLastError();
+        if (cst != cudaSuccess)
+            status = ln_fail("attention (cuDNN backward): filling the padding lengths: %s", cudaGetErrorString(cst));
+    }
     if (status == LN_OK) {
         alignas(16) float scale = (float)n->farg[0];
         alignas(16) float neg_inf = neg_inf_value();
         alignas(16) float one = 1.0f;
         alignas(16) int32_t seq_q = (int32_t)key.T;
         alignas(16) int32_t seq_kv = (int32_t)key.S;
-        int64_t uids[16] = {UID_Q,  UID_K,  UID_V,  UID_O,           UID_STATS,    UID_DO,    UID_DQ,
+        alignas(16) float pad_value = LOWEST_FLOAT;
+        int64_t uids[24] = {UID_Q,  UID_K,  UID_V,  UID_O,           UID_STATS,    UID_DO,    UID_DQ,
                             UID_DK, UID_DV, UID_SOFTMAX_SUM, UID_DQ_ACCUM, UID_SCALE, UID_ONE};
-        void *ptrs[16] = {q->data, k->data, v->data, o->data,  lse->data, dout->data, dst[0],
+        void *ptrs[24] = {q->data, k->data, v->data, o->data,  lse->data, dout->data, dst[0],
                           dst[1],  dst[2],  softmax_sum, dq_accum, &scale,  &one};
         int count = 13;
+        if (pad) {
+            uids[count] = UID_PAD_SEQ_Q, ptrs[count++] = len_q;
+            uids[count] = UID_PAD_SEQ_KV, ptrs[count++] = len_kv;
+            uids[count] = UID_PAD_VALUE, ptrs[count++] = &pad_value;
+        }
         if (key.causal) {
             uids[count] = UID_NEG_INF, ptrs[count++] = &neg_inf;
-            if (bottom_right(&key)) {
+            if (bottom_right(&key) && !pad) {
                 uids[count] = UID_SEQ_Q, ptrs[count++] = &seq_q;
                 uids[count] = UID_SEQ_KV, ptrs[count++] = &seq_kv;
             }
