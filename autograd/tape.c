@@ -31,6 +31,16 @@ static ln_saved_hooks hooks = {keep_pack, keep_unpack, NULL};
 
 void ln_set_saved_hooks(const ln_saved_hooks *h) { hooks = h ? *h : default_hooks; }
 
+static ln_grad_ready_hook ready_hook;
+static bool have_ready_hook;
+
+void ln_set_grad_ready_hook(const ln_grad_ready_hook *hook) {
+    have_ready_hook = hook != NULL;
+    if (hook) ready_hook = *hook;
+}
+
+int ln_backward_readers(const ln_tensor *t) { return t->pending_readers; }
+
 bool ln_grad_enabled(void) { return grad_enabled; }
 
 bool ln_set_grad_enabled(bool enabled) {
@@ -161,6 +171,20 @@ int ln_node_run(ln_node *n) {
     return LN_OK;
 }
 
+/* Leaves the ready hook hears about: caller-owned tensors that take a gradient. */
+static bool is_hooked_leaf(const ln_tensor *t) { return !t->in_arena && t->requires_grad; }
+
+/* delta +1: counts, per leaf, the recorded nodes (one per input slot) whose backward reads it.
+ * delta 0: resets every count. */
+static void count_readers(int delta) {
+    for (size_t i = 0; i < arena.n_nodes; i++) {
+        ln_node *n = arena.nodes[i];
+        if (!n->recorded) continue;
+        for (int k = 0; k < n->n_in; k++)
+            if (is_hooked_leaf(n->in[k])) n->in[k]->pending_readers = delta ? n->in[k]->pending_readers + delta : 0;
+    }
+}
+
 int ln_backward_from(ln_tensor *root, const ln_tensor *seed) {
     if (!root) return LN_ERR;
     if (!root->requires_grad)
@@ -171,20 +195,31 @@ int ln_backward_from(ln_tensor *root, const ln_tensor *seed) {
     ln_tensor *g = ln_grad_of(root);
     if (!g || ln_tensor_copy(g, seed)) return LN_ERR;
     bool was_enabled = ln_set_grad_enabled(false);
-    int status = LN_OK;
+    bool hooked = have_ready_hook; /* fixed for the whole pass, even if a hook changes it */
+    ln_grad_ready_hook hook = ready_hook;
+    if (hooked) count_readers(+1);
+    int status = hooked && hook.begin ? hook.begin(hook.ctx) : LN_OK;
     for (size_t i = arena.n_nodes; i-- > 0 && status == LN_OK;) {
         ln_node *n = arena.nodes[i];
         if (!n->recorded) continue;
         bool has_grad = false;
         for (int o = 0; o < n->n_out; o++) has_grad |= n->out[o]->grad != NULL;
-        if (!has_grad) continue;
-        ln_kernel_fn backward = n->op->backward[n->device];
-        if (!backward) {
-            status = ln_fail("%s: no %s backward kernel yet", n->op->name, ln_device_name(n->device));
-            break;
+        if (has_grad) {
+            ln_kernel_fn backward = n->op->backward[n->device];
+            if (!backward) {
+                status = ln_fail("%s: no %s backward kernel yet", n->op->name, ln_device_name(n->device));
+                break;
+            }
+            if (backward(n)) status = ln_fail_context("%s backward", n->op->name);
         }
-        if (backward(n)) status = ln_fail_context("%s backward", n->op->name);
+        /* a reader that got no gradient still counts as done: its leaves wait for it no longer */
+        for (int k = 0; hooked && status == LN_OK && k < n->n_in; k++) {
+            ln_tensor *t = n->in[k];
+            if (is_hooked_leaf(t) && --t->pending_readers == 0 && hook.ready(t, hook.ctx))
+                status = ln_fail_context("gradient-ready hook of %s", ln_tensor_label(t, "a leaf"));
+        }
     }
+    if (hooked && status != LN_OK) count_readers(0); /* a failed pass leaves no stale counts */
     ln_set_grad_enabled(was_enabled);
     return status;
 }

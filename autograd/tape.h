@@ -80,6 +80,22 @@ int ln_backward(ln_tensor *root);
 /* Same, seeding d(root) with the given tensor (same shape as root). */
 int ln_backward_from(ln_tensor *root, const ln_tensor *seed);
 
+/* ---- the gradient-ready hook ----
+ * While a hook is set, ln_backward calls ready(t) for every caller-owned tensor t that requires a
+ * gradient (a parameter) right after the backward of the last recorded node reading t has run
+ * (been launched, on a GPU): t's gradient from this backward is then complete. begin runs first,
+ * once readers are counted: ln_backward_readers(t) == 0 then means this backward gives t nothing
+ * (and no ready call follows for it). Data parallel training starts the all-reduce of finished
+ * gradients this way while the rest of the backward still runs. A nonzero return stops the
+ * backward with that status. */
+typedef struct ln_grad_ready_hook {
+    int (*begin)(void *ctx);
+    int (*ready)(ln_tensor *t, void *ctx);
+    void *ctx;
+} ln_grad_ready_hook;
+void ln_set_grad_ready_hook(const ln_grad_ready_hook *hook); /* NULL removes it */
+int ln_backward_readers(const ln_tensor *t);
+
 /* Releases every node and arena tensor. Call after each optimizer micro-step. */
 void ln_tape_clear(void);
 size_t ln_tape_size(void);

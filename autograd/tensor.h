@@ -26,6 +26,7 @@ typedef struct ln_tensor {
     bool in_arena;        /* made by an op: released by ln_tape_clear */
     bool requires_grad;
     struct ln_tensor *grad; /* same dtype/shape; made on first accumulation */
+    int pending_readers;  /* in a hooked ln_backward: recorded nodes reading it whose backward is still to run */
     char name[64];
 } ln_tensor;
 

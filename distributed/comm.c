@@ -4,6 +4,9 @@
 #include <stdlib.h>
 
 #include "autograd/error.h"
+#ifdef LINNET_NCCL
+#include "distributed/nccl.h"
+#endif
 
 static int launched_by_mpi(void) {
     return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_SIZE") || getenv("PMIX_RANK");
@@ -13,6 +16,7 @@ int ln_comm_init(ln_comm *comm, int *argc, char ***argv) {
     comm->backend = LN_COMM_LOCAL;
     comm->rank = 0;
     comm->size = 1;
+    comm->nccl = NULL;
     if (!launched_by_mpi()) return LN_OK; /* no MPI start-up cost for a single process */
     if (MPI_Init(argc, argv) != MPI_SUCCESS) return ln_fail("MPI_Init failed");
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
@@ -22,7 +26,18 @@ int ln_comm_init(ln_comm *comm, int *argc, char ***argv) {
     return LN_OK;
 }
 
+int ln_comm_init_gpu(ln_comm *comm) {
+#ifdef LINNET_NCCL
+    if (comm->size > 1 && !comm->nccl) return ln_nccl_create(&comm->nccl, comm);
+#endif
+    return LN_OK;
+}
+
 void ln_comm_finalize(ln_comm *comm) {
+#ifdef LINNET_NCCL
+    ln_nccl_free(comm->nccl); /* before MPI goes */
+    comm->nccl = NULL;
+#endif
     if (comm->backend == LN_COMM_MPI) MPI_Finalize();
     comm->backend = LN_COMM_LOCAL;
 }
@@ -44,7 +59,7 @@ int ln_comm_allreduce_f32(ln_comm *comm, float *data, int64_t n) { return allred
 
 int ln_comm_allreduce_f64(ln_comm *comm, double *data, int64_t n) { return allreduce(comm, data, n, MPI_DOUBLE, 8); }
 
-/* GPU gradients travel through a host copy until the NCCL backend lands. */
+/* GPU gradients travel through a host copy when there is no NCCL. */
 static int allreduce_staged(ln_comm *comm, ln_tensor *g) {
     ln_tensor *host = ln_tensor_new(g->dtype, LN_CPU, g->ndim, g->shape);
     int status = host && ln_tensor_copy(host, g) == LN_OK && ln_comm_allreduce_f32(comm, host->data, host->numel) == LN_OK &&

@@ -67,6 +67,7 @@ static const key_def keys[] = {
     {"train.device", K_STRING, FIELD(train.device), 0, 0, "auto | cpu | cuda"},
     {"train.dtype", K_STRING, FIELD(train.dtype), 0, 0, "fp32 | bf16"},
     {"train.attention_impl", K_STRING, FIELD(train.attention_impl), 0, 0, "GPU softmax attention kernel: auto | own | cudnn"},
+    {"train.bucket_mb", K_DOUBLE, FIELD(train.bucket_mb), 0, 1 << 20, "MiB of gradients per all-reduce (multi-GPU)"},
     {"optim.lr", K_DOUBLE, FIELD(optim.lr), 0, 10, "peak learning rate"},
     {"optim.min_lr", K_DOUBLE, FIELD(optim.min_lr), 0, 10, "learning rate at the end of the cosine"},
     {"optim.warmup", K_INT64, FIELD(optim.warmup), 0, BIG, "linear warmup steps"},
@@ -103,7 +104,7 @@ void ln_config_defaults(ln_config *c) {
     c->model.linear = (ln_linear_config){.expand_k = 1, .expand_v = 1, .conv_size = 4};
     snprintf(c->model.linear.feature_map, LN_NAME_LEN, "elu1");
     c->train = (ln_train_config){.steps = 300, .batch_size = 16, .seq_len = 128, .grad_accum = 1, .seed = 1,
-                                 .log_every = 10};
+                                 .log_every = 10, .bucket_mb = 25};
     snprintf(c->train.device, LN_NAME_LEN, "auto");
     snprintf(c->train.dtype, LN_NAME_LEN, "fp32");
     snprintf(c->train.attention_impl, LN_NAME_LEN, "auto");

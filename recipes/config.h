@@ -60,6 +60,7 @@ typedef struct ln_train_config {
     char device[LN_NAME_LEN]; /* train.device: auto | cpu | cuda */
     char dtype[LN_NAME_LEN];  /* train.dtype: fp32 | bf16 */
     char attention_impl[LN_NAME_LEN]; /* train.attention_impl: auto | own | cudnn (GPU softmax attention) */
+    double bucket_mb;   /* train.bucket_mb: MiB of gradients per all-reduce (GPUs through NCCL) */
 } ln_train_config;
 
 typedef struct ln_optim_config {

@@ -15,10 +15,14 @@
 #include "autograd/ops.h"
 #include "autograd/memory.h"
 #include "checkpoints/checkpoint.h"
+#include "distributed/grad_sync.h"
 #include "optim/adamw.h"
 #include "recipes/batch.h"
 #ifdef LINNET_CUDA
 #include "autograd/cuda/cuda_context.h"
+#endif
+#ifdef LINNET_NCCL
+#include "distributed/nccl.h"
 #endif
 
 typedef struct run {
@@ -27,6 +31,8 @@ typedef struct run {
     ln_comm *comm;
     ln_transformer model;
     ln_adamw opt;
+    ln_grad_sync sync; /* bucketed all-reduce overlapping the backward (GPUs through NCCL) */
+    bool bucketed;     /* sync is in use; else ln_comm_allreduce_grads after the backward */
     ln_loader *train, *val;
     ln_rng rng; /* the run's RNG (checkpointed; no op draws from it yet) */
     int64_t step; /* optimizer steps done */
@@ -158,11 +164,18 @@ static int train_step(run *r, ln_batch *batch, double *loss_out, double *norm_ou
         if (ln_batch_load(batch, r->train, r->comm->rank * b, (W - 1 - r->comm->rank) * b)) return LN_ERR;
         ln_tensor *loss = ln_transformer_loss(&r->model, batch->ids, batch->targets);
         ln_tensor *scaled = ln_scale(loss, 1.0 / (A * W));
-        if (!scaled || ln_backward(scaled)) return ln_fail_context("step %lld", (long long)r->step + 1);
+        /* the last micro-step's backward reduces each bucket as soon as its gradients are final */
+        bool overlap = r->bucketed && m == A - 1;
+        if (overlap) ln_grad_sync_arm(&r->sync);
+        int status = scaled ? ln_backward(scaled) : LN_ERR;
+        if (overlap && status) ln_grad_sync_disarm(&r->sync);
+        else if (overlap) status = ln_grad_sync_finish(&r->sync);
+        if (status) return ln_fail_context("step %lld", (long long)r->step + 1);
         loss_sum += ln_item(loss, 0) / (A * W);
         ln_tape_clear();
     }
-    if (ln_comm_allreduce_grads(r->comm, &r->model.params) || ln_comm_allreduce_f64(r->comm, &loss_sum, 1))
+    if ((!r->bucketed && ln_comm_allreduce_grads(r->comm, &r->model.params)) ||
+        ln_comm_allreduce_f64(r->comm, &loss_sum, 1))
         return LN_ERR;
     *norm_out = ln_clip_grad_norm(&r->model.params, r->cfg->optim.grad_clip);
     if (isnan(*norm_out)) return ln_fail_context("step %lld: gradient norm", (long long)r->step + 1);
@@ -246,10 +259,29 @@ static int choose_device(run *r) {
     r->device = strcmp(want, "cpu") && have_gpu ? LN_CUDA : LN_CPU;
     if (r->device == LN_CPU) return LN_OK;
 #ifdef LINNET_CUDA
+    /* Open MPI's name first, then the generic one (torchrun, Slurm wrappers), then MPICH's */
     const char *local = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
-    if (ln_cuda_init(local ? atoi(local) : 0)) return LN_ERR;
+    if (!local) local = getenv("LOCAL_RANK");
+    if (!local) local = getenv("MPI_LOCALRANKID");
+    if (ln_cuda_init(local ? atoi(local) : 0) || ln_comm_init_gpu(r->comm)) return LN_ERR;
 #endif
     if (r->comm->rank == 0) printf("device: %s\n", gpu);
+    return LN_OK;
+}
+
+/* GPUs with NCCL: gradients live in flat buckets that all-reduce during the backward. */
+static int setup_grad_sync(run *r) {
+#ifdef LINNET_NCCL
+    if (r->comm->nccl && r->device == LN_CUDA) {
+        ln_grad_transport transport = ln_nccl_transport(r->comm->nccl);
+        if (ln_grad_sync_create(&r->sync, &r->model.params, r->cfg->train.bucket_mb * (1 << 20), &transport))
+            return LN_ERR;
+        r->bucketed = true;
+        if (r->comm->rank == 0)
+            printf("gradients: NCCL all-reduce in %d buckets of ~%g MiB, overlapping the backward\n",
+                   r->sync.buckets.n_buckets, r->cfg->train.bucket_mb);
+    }
+#endif
     return LN_OK;
 }
 
@@ -271,7 +303,7 @@ static int setup(run *r) {
         return ln_fail_context("eval (set eval.every=0 to train without validation)");
     /* initialised on the CPU (the same numbers on every device), then moved */
     if (ln_transformer_create(&r->model, &c->model, t->seed) || ln_params_to(&r->model.params, r->device) ||
-        ln_adamw_create(&r->opt, &r->model.params, &c->optim) || build_entries(r))
+        ln_adamw_create(&r->opt, &r->model.params, &c->optim) || build_entries(r) || setup_grad_sync(r))
         return LN_ERR;
     ln_rng_seed(&r->rng, t->seed ^ 0x5eed);
     char existing[LN_PATH_LEN];
@@ -333,6 +365,7 @@ int ln_train(const ln_config *cfg, const ln_train_options *opts, ln_comm *comm) 
     free(r.entry_names);
     free(r.entries);
     ln_adamw_free(&r.opt);
+    if (r.bucketed) ln_grad_sync_free(&r.sync); /* before the params its views hang on */
     ln_transformer_free(&r.model);
     if (r.train) ln_loader_close(r.train);
     if (r.val) ln_loader_close(r.val);
