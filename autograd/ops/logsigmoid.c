@@ -28,11 +28,15 @@ static int logsigmoid_backward_cpu(ln_node *n) {
     return status;
 }
 
-/* No CUDA kernel yet: on the GPU the op reports so (tape.c), like any op without one. */
+#ifdef LINNET_CUDA
+int ln_logsigmoid_forward_cuda(ln_node *n);
+int ln_logsigmoid_backward_cuda(ln_node *n);
+#endif
+
 static const ln_op logsigmoid_op = {
     .name = "logsigmoid",
-    .forward = {[LN_CPU] = logsigmoid_forward_cpu},
-    .backward = {[LN_CPU] = logsigmoid_backward_cpu},
+    .forward = {[LN_CPU] = logsigmoid_forward_cpu LN_ON_CUDA(ln_logsigmoid_forward_cuda)},
+    .backward = {[LN_CPU] = logsigmoid_backward_cpu LN_ON_CUDA(ln_logsigmoid_backward_cuda)},
 };
 
 ln_tensor *ln_logsigmoid(ln_tensor *x) {

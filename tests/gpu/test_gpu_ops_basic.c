@@ -121,11 +121,15 @@ static void broadcast_gradient_many_rows(void **state) {
 
 static ln_tensor *gelu_of(ln_tensor *const *in, void *ctx) { return ln_gelu(in[0]); }
 static ln_tensor *swiglu_of(ln_tensor *const *in, void *ctx) { return ln_swiglu(in[0], in[1]); }
+static ln_tensor *logsigmoid_of(ln_tensor *const *in, void *ctx) { return ln_logsigmoid(in[0]); }
 
 static void activations_match_cpu(void **state) {
     NEED_GPU();
     ln_tensor *x = gpu_randn(2, (int64_t[]){37, 130}, 2.0, 80);
     check_both("gelu", gelu_of, NULL, 1, &x);
+    ln_tensor_free(x);
+    x = gpu_randn(2, (int64_t[]){37, 130}, 6.0, 83); /* wide: both tails of the stable form */
+    check_both("logsigmoid", logsigmoid_of, NULL, 1, &x);
     ln_tensor_free(x);
     ln_tensor *in[2] = {gpu_randn(3, (int64_t[]){3, 37, 67}, 2.0, 81), gpu_randn(3, (int64_t[]){3, 37, 67}, 1.0, 82)};
     check_both("swiglu", swiglu_of, NULL, 2, in);
