@@ -95,12 +95,14 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
     return *reinterpret_cast<uint32_t *>(&v);
 }
 
-__device__ __forceinline__ void atomic_add2(float *dst, float a, float b) {
+__device__ __forceinline__ void atomic_add4(float *dst, float4 v) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    atomicAdd(reinterpret_cast<float2 *>(dst), make_float2(a, b));
+    atomicAdd(reinterpret_cast<float4 *>(dst), v);
 #else
-    atomicAdd(dst, a);
-    atomicAdd(dst + 1, b);
+    atomicAdd(dst, v.x);
+    atomicAdd(dst + 1, v.y);
+    atomicAdd(dst + 2, v.z);
+    atomicAdd(dst + 3, v.w);
 #endif
 }
 
@@ -183,10 +185,11 @@ __device__ __forceinline__ void acc_to_a(uint32_t (&a)[4], const float (&c0)[4],
 // Fast forward
 // ---------------------------------------------------------------------------------------------
 
-template <int D_, int Bc_>
+template <int D_, int Bc_, int kWarps_, int MT_>
 struct FwdCfg {
-    static constexpr int D = D_, kWarps = 4, NT = kWarps * 32, MT = 2; // MT m-tiles of 16 rows per warp
+    static constexpr int D = D_, kWarps = kWarps_, NT = kWarps * 32, MT = MT_; // MT m-tiles of 16 rows per warp
     static constexpr int Br = kWarps * 16 * MT, Bc = Bc_;
+    static constexpr int kMinBlocks = NT == 128 ? 2 : 1;
     static constexpr int LD = Pad<D>::LD;
     static constexpr int smem = (Br + 4 * Bc) * LD * (int)sizeof(bf16); // Q + 2 stages of K, V
 };
@@ -201,7 +204,9 @@ struct FwdState {
 // One (q-block, kv-block) step of the forward for one warp: S = Q K^T, mask, online softmax,
 // O += P V. sQ/sK/sV are the CTA's tiles, wrow the warp's first row in the q-block, m0/n0 the
 // tiles' global first query/key.
-template <class Cfg>
+// kPos (scale > 0): the row max is taken on raw scores (st.m in raw units) and the scale folds into
+// one FFMA per probability; otherwise scores are scaled first (st.m in log2 units).
+template <class Cfg, bool kPos>
 __device__ __forceinline__ void fwd_tile(FwdState<Cfg::D, Cfg::MT> &st, const bf16 *sQ, const bf16 *sK,
                                          const bf16 *sV, int wrow, int m0, int n0, bool need_mask,
                                          const AttnParams &p, float sl2, int lane) {
@@ -237,7 +242,7 @@ __device__ __forceinline__ void fwd_tile(FwdState<Cfg::D, Cfg::MT> &st, const bf
         for (int nt = 0; nt < NTL; ++nt)
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
-                float x = s[mt][nt][e] * sl2;
+                float x = kPos ? s[mt][nt][e] : s[mt][nt][e] * sl2;
                 if (need_mask) {
                     int row = m0 + wrow + mt * 16 + g + ((e >> 1) << 3), col = n0 + nt * 8 + 2 * tg + (e & 1);
                     if (col >= p.S || (p.causal && col > row + off)) x = -INFINITY;
@@ -254,12 +259,13 @@ __device__ __forceinline__ void fwd_tile(FwdState<Cfg::D, Cfg::MT> &st, const bf
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
             const float mu = mx == -INFINITY ? 0.f : mx; // a row with nothing visible yet
-            const float alpha = ex2(st.m[mt][r] - mu);
+            const float alpha = kPos ? ex2((st.m[mt][r] - mu) * sl2) : ex2(st.m[mt][r] - mu);
             st.m[mt][r] = mx;
+            const float ms = kPos ? mu * sl2 : mu, f = kPos ? sl2 : 1.f;
             float sum = 0.f;
 #pragma unroll
             for (int nt = 0; nt < NTL; ++nt) {
-                float e0 = ex2(s[mt][nt][2 * r] - mu), e1 = ex2(s[mt][nt][2 * r + 1] - mu);
+                float e0 = ex2(fmaf(s[mt][nt][2 * r], f, -ms)), e1 = ex2(fmaf(s[mt][nt][2 * r + 1], f, -ms));
                 s[mt][nt][2 * r] = e0;
                 s[mt][nt][2 * r + 1] = e1;
                 sum += e0 + e1;
@@ -289,9 +295,9 @@ __device__ __forceinline__ void fwd_tile(FwdState<Cfg::D, Cfg::MT> &st, const bf
     }
 }
 
-template <int D, int Bc_>
-__global__ void __launch_bounds__(FwdCfg<D, Bc_>::NT, 2) fa_fwd_kernel(AttnParams p) {
-    using Cfg = FwdCfg<D, Bc_>;
+template <class Cfg, bool kPos>
+__global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_fwd_kernel(AttnParams p) {
+    constexpr int D = Cfg::D;
     constexpr int Br = Cfg::Br, Bc = Cfg::Bc, MT = Cfg::MT, NT = Cfg::NT;
     extern __shared__ __align__(128) unsigned char smem_raw[];
     bf16 *sQ = reinterpret_cast<bf16 *>(smem_raw);
@@ -346,7 +352,7 @@ __global__ void __launch_bounds__(FwdCfg<D, Bc_>::NT, 2) fa_fwd_kernel(AttnParam
         __syncthreads();
         const int n0 = j * Bc;
         const bool need_mask = n0 + Bc > p.S || (p.causal && n0 + Bc - 1 > m0 + off);
-        fwd_tile<Cfg>(st, sQ, sK + sg * Bc * LD, sV + sg * Bc * LD, wrow, m0, n0, need_mask, p, sl2, lane);
+        fwd_tile<Cfg, kPos>(st, sQ, sK + sg * Bc * LD, sV + sg * Bc * LD, wrow, m0, n0, need_mask, p, sl2, lane);
         __syncthreads();
     }
 
@@ -365,7 +371,8 @@ __global__ void __launch_bounds__(FwdCfg<D, Bc_>::NT, 2) fa_fwd_kernel(AttnParam
                 for (int dt = 0; dt < D / 8; ++dt)
                     *reinterpret_cast<uint32_t *>(go + dt * 8) =
                         pack_bf16(st.o[mt][dt][2 * r] * inv, st.o[mt][dt][2 * r + 1] * inv);
-                if (tg == 0) p.lse[((long long)b * p.Hq + h) * p.T + row] = (st.m[mt][r] + log2f(l)) * kLn2;
+                const float m2 = kPos ? st.m[mt][r] * sl2 : st.m[mt][r];
+                if (tg == 0) p.lse[((long long)b * p.Hq + h) * p.T + row] = (m2 + log2f(l)) * kLn2;
             }
         }
 }
@@ -374,9 +381,10 @@ __global__ void __launch_bounds__(FwdCfg<D, Bc_>::NT, 2) fa_fwd_kernel(AttnParam
 // Fast backward
 // ---------------------------------------------------------------------------------------------
 
-template <int D_>
+template <int D_, int kWarps_>
 struct BwdCfg {
-    static constexpr int D = D_, kWarps = 4, NT = kWarps * 32;
+    static constexpr int D = D_, kWarps = kWarps_, NT = kWarps * 32;
+    static constexpr int kMinBlocks = NT == 128 ? 2 : 1;
     static constexpr int Bc = 16 * kWarps, Br = 64; // keys per CTA (16 per warp), queries per step
     // K, V; 2 stages of Q, dO; dS^T [Bc][Br]; 2 stages of lse, delta
     static constexpr int LD = Pad<D>::LD, LDS = Pad<Br>::LD;
@@ -453,14 +461,16 @@ __device__ __forceinline__ void bwd_tile(float (&dk)[Cfg::D / 8][4], float (&dv)
         }
     __syncthreads(); // dS^T complete
     if (p.dq_acc) {
-        // warp w: queries w*16 .. w*16+15 of the block (Br = 16 * kWarps), all D columns
-        static_assert(Br == 16 * Cfg::kWarps, "dQ split assumes one m-tile per warp");
+        // warp w: queries 16 (w % MQ) .. + 15 of the q-block, columns [cw, cw + D / PARTS)
+        constexpr int MQ = Br / 16, PARTS = Cfg::kWarps / MQ, DW = D / PARTS;
+        static_assert(MQ * PARTS == Cfg::kWarps, "dQ split");
+        const int wq = warp % MQ, cw = (warp / MQ) * DW;
         uint32_t qa[Bc / 16][4];
 #pragma unroll
-        for (int kk = 0; kk < Bc / 16; ++kk) ldsm_a_km<Br>(qa[kk], sdS, kk * 16, warp, lane);
-        constexpr int DC = 64; // columns per pass (bounds live accumulators)
+        for (int kk = 0; kk < Bc / 16; ++kk) ldsm_a_km<Br>(qa[kk], sdS, kk * 16, wq, lane);
+        constexpr int DC = DW < 64 ? DW : 64; // columns per pass (bounds live accumulators)
 #pragma unroll
-        for (int c = 0; c < D / DC; ++c) {
+        for (int c = 0; c < DW / DC; ++c) {
             float acc[DC / 8][4];
 #pragma unroll
             for (int dt = 0; dt < DC / 8; ++dt)
@@ -471,26 +481,30 @@ __device__ __forceinline__ void bwd_tile(float (&dk)[Cfg::D / 8][4], float (&dv)
 #pragma unroll
                 for (int dp = 0; dp < DC / 16; ++dp) {
                     uint32_t bk[4];
-                    ldsm_b_kn<D>(bk, sK, kk * 16, c * (DC / 16) + dp, lane);
+                    ldsm_b_kn<D>(bk, sK, kk * 16, (cw + c * DC) / 16 + dp, lane);
                     mma16816(acc[2 * dp], qa[kk], bk[0], bk[1]);
                     mma16816(acc[2 * dp + 1], qa[kk], bk[2], bk[3]);
                 }
+            // lane pairs (tg even, odd) swap halves so each lane adds 4 consecutive floats of one row:
+            // even lanes row g, odd lanes row g + 8, columns 4 (tg / 2) ..
+            const bool odd = tg & 1;
+            const int t = m0 + wq * 16 + g + (odd ? 8 : 0);
+            float *dst = p.dq_acc + (((long long)b * p.T + t) * p.Hq + h) * D + cw + c * DC + (tg >> 1) * 4;
 #pragma unroll
-            for (int r = 0; r < 2; ++r) {
-                const int t = m0 + warp * 16 + g + r * 8;
-                if (t < p.T) {
-                    float *dst = p.dq_acc + (((long long)b * p.T + t) * p.Hq + h) * D + c * DC + 2 * tg;
-#pragma unroll
-                    for (int dt = 0; dt < DC / 8; ++dt) atomic_add2(dst + dt * 8, acc[dt][2 * r], acc[dt][2 * r + 1]);
-                }
+            for (int dt = 0; dt < DC / 8; ++dt) {
+                const float s0 = odd ? acc[dt][0] : acc[dt][2], s1 = odd ? acc[dt][1] : acc[dt][3];
+                const float r0 = __shfl_xor_sync(0xffffffffu, s0, 1), r1 = __shfl_xor_sync(0xffffffffu, s1, 1);
+                const float4 v = odd ? make_float4(r0, r1, acc[dt][2], acc[dt][3])
+                                     : make_float4(acc[dt][0], acc[dt][1], r0, r1);
+                if (t < p.T) atomic_add4(dst + dt * 8, v);
             }
         }
     }
 }
 
-template <int D>
-__global__ void __launch_bounds__(BwdCfg<D>::NT, 2) fa_bwd_kernel(AttnParams p) {
-    using Cfg = BwdCfg<D>;
+template <class Cfg>
+__global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_bwd_kernel(AttnParams p) {
+    constexpr int D = Cfg::D;
     constexpr int Br = Cfg::Br, Bc = Cfg::Bc, NT = Cfg::NT;
     extern __shared__ __align__(128) unsigned char smem_raw[];
     constexpr int LD = Cfg::LD, LDS = Cfg::LDS;
@@ -882,33 +896,41 @@ static size_t gen_fwd_smem(int D) { return sizeof(float) * (size_t)(GQ * D + GK 
 static size_t gen_dq_smem(int D) { return sizeof(float) * (size_t)(2 * GQ * D + 2 * GK * (D | 1)); }
 static size_t gen_dkv_smem(int D) { return sizeof(float) * (size_t)(2 * GK * (D | 1) + 2 * GKB * D + 2 * GK); }
 
-template <int D, int Bc>
-static int fast_forward_bc(const AttnParams &p) {
-    using Cfg = FwdCfg<D, Bc>;
+template <class Cfg>
+static int fast_forward_cfg(const AttnParams &p) {
     long long blocks = (long long)((p.T + Cfg::Br - 1) / Cfg::Br) * p.B * p.Hq;
-    return launch(fa_fwd_kernel<D, Bc>, blocks, Cfg::NT, Cfg::smem, p, "attention forward (bf16 mma)");
+    if (p.scale > 0)
+        return launch(fa_fwd_kernel<Cfg, true>, blocks, Cfg::NT, Cfg::smem, p, "attention forward (bf16 mma)");
+    return launch(fa_fwd_kernel<Cfg, false>, blocks, Cfg::NT, Cfg::smem, p, "attention forward (bf16 mma)");
 }
 
-// LINNET_ATTN_FWD_BC=32 or 64 picks the forward's kv tile (for benchmarking); default 64.
-static int fwd_bc() {
-    static int bc = 0;
-    if (!bc) {
-        const char *e = getenv("LINNET_ATTN_FWD_BC");
-        bc = e && atoi(e) == 32 ? 32 : 64;
-    }
-    return bc;
+// Tile variants, picked by LINNET_ATTN_FWD for benchmarking: 0 = 4 warps x 32 rows, kv tile 64
+// (default); 1 = the same with kv tile 32; 2 = 8 warps x 16 rows, kv tile 64.
+static int env_variant(const char *name) {
+    const char *e = getenv(name);
+    return e ? atoi(e) : 0;
 }
 
 template <int D>
 static int fast_forward(const AttnParams &p) {
-    return fwd_bc() == 32 ? fast_forward_bc<D, 32>(p) : fast_forward_bc<D, 64>(p);
+    static const int variant = env_variant("LINNET_ATTN_FWD");
+    if (variant == 1) return fast_forward_cfg<FwdCfg<D, 32, 4, 2>>(p);
+    if (variant == 2) return fast_forward_cfg<FwdCfg<D, 64, 8, 1>>(p);
+    return fast_forward_cfg<FwdCfg<D, 64, 4, 2>>(p);
 }
 
+template <class Cfg>
+static int fast_backward_cfg(const AttnParams &p) {
+    long long blocks = (long long)((p.S + Cfg::Bc - 1) / Cfg::Bc) * p.B * p.Hkv;
+    return launch(fa_bwd_kernel<Cfg>, blocks, Cfg::NT, Cfg::smem, p, "attention backward (bf16 mma)");
+}
+
+// LINNET_ATTN_BWD (benchmarking): 0 = 8 warps, kv tile 128 (default); 1 = 4 warps, kv tile 64.
 template <int D>
 static int fast_backward(const AttnParams &p) {
-    using Cfg = BwdCfg<D>;
-    long long blocks = (long long)((p.S + Cfg::Bc - 1) / Cfg::Bc) * p.B * p.Hkv;
-    return launch(fa_bwd_kernel<D>, blocks, Cfg::NT, Cfg::smem, p, "attention backward (bf16 mma)");
+    static const int variant = env_variant("LINNET_ATTN_BWD");
+    if (variant == 1) return fast_backward_cfg<BwdCfg<D, 4>>(p);
+    return fast_backward_cfg<BwdCfg<D, 8>>(p);
 }
 
 } // namespace

@@ -31,19 +31,24 @@ typedef struct {
     bool causal;
 } shape;
 
-/* q/k/v random normal; requires_grad per `grads` bit (1 = q, 2 = k, 4 = v) */
-static void check(const char *what, shape s, ln_dtype dtype, int grads, uint64_t seed) {
+/* q/k/v random normal; requires_grad per `grads` bit (1 = q, 2 = k, 4 = v); scale 1/sqrt(D) unless
+ * `scale` is nonzero */
+static void check_scaled(const char *what, shape s, ln_dtype dtype, int grads, uint64_t seed, double scale) {
     ln_tensor *in[3] = {gpu_randn(4, (int64_t[]){s.B, s.T, s.Hq, s.D}, 1.0, seed),
                         gpu_randn(4, (int64_t[]){s.B, s.S, s.Hkv, s.D}, 1.0, seed + 1),
                         gpu_randn(4, (int64_t[]){s.B, s.S, s.Hkv, s.D}, 1.0, seed + 2)};
     for (int i = 0; i < 3; i++) in[i]->requires_grad = (grads >> i) & 1;
-    attn_ctx c = {s.causal, 1.0 / sqrt((double)s.D)};
+    attn_ctx c = {s.causal, scale != 0 ? scale : 1.0 / sqrt((double)s.D)};
     char name[160];
     snprintf(name, sizeof name, "%s %s B%lld T%lld S%lld H%lld/%lld D%lld%s", what, dtype == LN_F32 ? "f32" : "bf16",
              (long long)s.B, (long long)s.T, (long long)s.S, (long long)s.Hq, (long long)s.Hkv, (long long)s.D,
              s.causal ? " causal" : "");
     gpu_check(name, attention_of, &c, 3, in, dtype, dtype == LN_F32 ? GPU_TOL_F32 : GPU_TOL_BF16);
     for (int i = 0; i < 3; i++) ln_tensor_free(in[i]);
+}
+
+static void check(const char *what, shape s, ln_dtype dtype, int grads, uint64_t seed) {
+    check_scaled(what, s, dtype, grads, seed, 0);
 }
 
 static void bf16_fast_path_matches_cpu(void **state) {
@@ -90,6 +95,14 @@ static void only_some_inputs_need_grads(void **state) {
         check("attn grads", (shape){1, 77, 77, 4, 2, 64, true}, LN_BF16, masks[i], 3000 + 7 * i);
         check("attn grads", (shape){1, 21, 30, 4, 2, 40, true}, LN_F32, masks[i], 3100 + 7 * i);
     }
+}
+
+/* a negative scale (the fast forward's max-on-raw-scores shortcut does not apply) */
+static void negative_scale(void **state) {
+    NEED_GPU();
+    check_scaled("attn scale<0", (shape){2, 77, 90, 4, 2, 128, true}, LN_BF16, 7, 3500, -0.07);
+    check_scaled("attn scale<0", (shape){2, 77, 77, 2, 1, 64, false}, LN_BF16, 7, 3503, -0.1);
+    check_scaled("attn scale<0", (shape){1, 25, 25, 2, 2, 32, true}, LN_F32, 7, 3506, -0.15);
 }
 
 static void long_causal_bf16_matches_cpu(void **state) {
@@ -147,6 +160,7 @@ int main(void) {
         cmocka_unit_test(bf16_fast_path_matches_cpu),
         cmocka_unit_test(f32_generic_path_matches_cpu),
         cmocka_unit_test(only_some_inputs_need_grads),
+        cmocka_unit_test(negative_scale),
         cmocka_unit_test(long_causal_bf16_matches_cpu),
         cmocka_unit_test(many_heads),
         cmocka_unit_test(forward_repeats_bit_for_bit),
