@@ -95,6 +95,15 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
     return *reinterpret_cast<uint32_t *>(&v);
 }
 
+__device__ __forceinline__ void atomic_add2(float *dst, float a, float b) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    atomicAdd(reinterpret_cast<float2 *>(dst), make_float2(a, b));
+#else
+    atomicAdd(dst, a);
+    atomicAdd(dst + 1, b);
+#endif
+}
+
 __device__ __forceinline__ void atomic_add4(float *dst, float4 v) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     atomicAdd(reinterpret_cast<float4 *>(dst), v);
@@ -381,14 +390,17 @@ __global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_fwd_kernel(AttnPa
 // Fast backward
 // ---------------------------------------------------------------------------------------------
 
-template <int D_, int kWarps_>
+// kStages buffers of (Q, dO, lse, delta): with 3 the step needs 2 barriers (data ready; dS^T
+// complete), with 2 a third one before the next prefetch. kAW: floats per dQ atomic (1, 2, 4).
+template <int D_, int kWarps_, int kStages_, int kAW_>
 struct BwdCfg {
-    static constexpr int D = D_, kWarps = kWarps_, NT = kWarps * 32;
+    static constexpr int D = D_, kWarps = kWarps_, NT = kWarps * 32, kStages = kStages_, kAW = kAW_;
     static constexpr int kMinBlocks = NT == 128 ? 2 : 1;
     static constexpr int Bc = 16 * kWarps, Br = 64; // keys per CTA (16 per warp), queries per step
-    // K, V; 2 stages of Q, dO; dS^T [Bc][Br]; 2 stages of lse, delta
+    // K, V; stages of Q, dO; dS^T [Bc][Br]; stages of lse, delta
     static constexpr int LD = Pad<D>::LD, LDS = Pad<Br>::LD;
-    static constexpr int smem = ((2 * Bc + 4 * Br) * LD + Bc * LDS) * (int)sizeof(bf16) + 4 * Br * (int)sizeof(float);
+    static constexpr int smem = ((2 * Bc + 2 * kStages * Br) * LD + Bc * LDS) * (int)sizeof(bf16) +
+                                2 * kStages * Br * (int)sizeof(float);
 };
 
 // One (q-block, kv-block) step for one warp (16 keys): P^T, dS^T recomputed; dV += P^T dO,
@@ -485,6 +497,24 @@ __device__ __forceinline__ void bwd_tile(float (&dk)[Cfg::D / 8][4], float (&dv)
                     mma16816(acc[2 * dp], qa[kk], bk[0], bk[1]);
                     mma16816(acc[2 * dp + 1], qa[kk], bk[2], bk[3]);
                 }
+            if (Cfg::kAW < 4) {
+#pragma unroll
+                for (int r = 0; r < 2; ++r) {
+                    const int t = m0 + wq * 16 + g + r * 8;
+                    if (t >= p.T) continue;
+                    float *dst = p.dq_acc + (((long long)b * p.T + t) * p.Hq + h) * D + cw + c * DC + 2 * tg;
+#pragma unroll
+                    for (int dt = 0; dt < DC / 8; ++dt) {
+                        if (Cfg::kAW == 2) {
+                            atomic_add2(dst + dt * 8, acc[dt][2 * r], acc[dt][2 * r + 1]);
+                        } else {
+                            atomicAdd(dst + dt * 8, acc[dt][2 * r]);
+                            atomicAdd(dst + dt * 8 + 1, acc[dt][2 * r + 1]);
+                        }
+                    }
+                }
+                continue;
+            }
             // lane pairs (tg even, odd) swap halves so each lane adds 4 consecutive floats of one row:
             // even lanes row g, odd lanes row g + 8, columns 4 (tg / 2) ..
             const bool odd = tg & 1;
@@ -505,16 +535,16 @@ __device__ __forceinline__ void bwd_tile(float (&dk)[Cfg::D / 8][4], float (&dv)
 template <class Cfg>
 __global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_bwd_kernel(AttnParams p) {
     constexpr int D = Cfg::D;
-    constexpr int Br = Cfg::Br, Bc = Cfg::Bc, NT = Cfg::NT;
+    constexpr int Br = Cfg::Br, Bc = Cfg::Bc, NT = Cfg::NT, NS = Cfg::kStages;
     extern __shared__ __align__(128) unsigned char smem_raw[];
     constexpr int LD = Cfg::LD, LDS = Cfg::LDS;
     bf16 *sK = reinterpret_cast<bf16 *>(smem_raw); // [Bc][LD]
     bf16 *sV = sK + Bc * LD;
-    bf16 *sQ = sV + Bc * LD;       // [2][Br][LD]
-    bf16 *sdO = sQ + 2 * Br * LD;  // [2][Br][LD]
-    bf16 *sdS = sdO + 2 * Br * LD; // [Bc][LDS]: dS^T
-    float *sL = reinterpret_cast<float *>(sdS + Bc * LDS); // [2][Br] lse in log2 units
-    float *sDl = sL + 2 * Br;                              // [2][Br] delta
+    bf16 *sQ = sV + Bc * LD;        // [NS][Br][LD]
+    bf16 *sdO = sQ + NS * Br * LD;  // [NS][Br][LD]
+    bf16 *sdS = sdO + NS * Br * LD; // [Bc][LDS]: dS^T
+    float *sL = reinterpret_cast<float *>(sdS + Bc * LDS); // [NS][Br] lse in log2 units
+    float *sDl = sL + NS * Br;                              // [NS][Br] delta
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, tg = lane & 3;
 
     // blockIdx.x -> (kv-block, kv head, batch), the first (heaviest under causal) kv-blocks first
@@ -557,9 +587,11 @@ __global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_bwd_kernel(AttnPa
         for (int e = 0; e < 4; ++e) dk[dt][e] = dv[dt][e] = 0.f;
 
     for (int it = 0; it < iters; ++it) {
-        const int sg = it & 1;
+        // stage (it + 1) % NS was last read in step it + 1 - NS: with NS = 3 every warp is past
+        // that step's reads once any warp gets here (it passed step it - 1's dS barrier)
+        const int sg = it % NS;
         if (it + 1 < iters) {
-            load_q(it + 1, sg ^ 1);
+            load_q(it + 1, (it + 1) % NS);
             cp_async_commit();
             cp_async_wait<1>();
         } else {
@@ -570,7 +602,7 @@ __global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_bwd_kernel(AttnPa
         const bool need_mask = n0 + Bc > p.S || (p.causal && n0 + Bc - 1 > m0 + off);
         bwd_tile<Cfg>(dk, dv, sK, sV, sQ + sg * Br * LD, sdO + sg * Br * LD, sdS, sL + sg * Br, sDl + sg * Br, m0, n0,
                       b, h, need_mask, p, sl2, warp, lane);
-        __syncthreads(); // the stage and dS^T are rewritten next step
+        if (NS < 3) __syncthreads(); // the stage is rewritten by the next prefetch
     }
     if (iters == 0) cp_async_wait<0>();
 
@@ -587,6 +619,255 @@ __global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_bwd_kernel(AttnPa
 #pragma unroll
             for (int dt = 0; dt < D / 8; ++dt) add_bf16x2((bf16 *)p.dv + row + dt * 8, dv[dt][2 * r], dv[dt][2 * r + 1]);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fast backward, FA2 layout ("bwd2"): 8 warps, kv tile 128, q tile 64. The step's three products
+// use different warp grids so each warp works on 32x32 or 32x64 pieces (fewer shared-memory bytes
+// per mma than one warp per 16 keys):
+//   S = Q K^T, dP = dO V^T  [64 q x 128 k]  warps 2 (q) x 4 (k), 32 x 32 each
+//   P, dS (bf16) -> shared memory [q][k]
+//   dV += P^T dO, dK += dS^T Q  [128 k x D]  warps 4 (k) x 2 (d), 32 x D/2 each (registers)
+//   dQ += dS K  [64 q x D]  warps 2 (q) x 4 (d), 32 x D/4 each -> f32 scratch (atomics)
+// ---------------------------------------------------------------------------------------------
+
+template <int D_, int kStages_, int kAW_>
+struct Bwd2Cfg {
+    static constexpr int D = D_, NT = 256, kStages = kStages_, kAW = kAW_, kMinBlocks = 1; // 8 warps
+    static constexpr int Bc = 128, Br = 64;
+    static constexpr int LD = Pad<D>::LD, LDP = Pad<Bc>::LD;
+    // K, V; stages of Q, dO; P, dS [Br][Bc]; stages of lse, delta
+    static constexpr int smem = ((2 * Bc + 2 * kStages * Br) * LD + 2 * Br * LDP) * (int)sizeof(bf16) +
+                                2 * kStages * Br * (int)sizeof(float);
+};
+
+template <class Cfg>
+__device__ __forceinline__ void bwd2_tile(float (&dk)[2][Cfg::D / 16][4], float (&dv)[2][Cfg::D / 16][4],
+                                          const bf16 *sK, const bf16 *sV, const bf16 *sQ, const bf16 *sdO, bf16 *sP,
+                                          bf16 *sdS, const float *sL, const float *sDl, int m0, int n0, int b, int h,
+                                          bool need_mask, const AttnParams &p, float sl2, int warp, int lane) {
+    constexpr int D = Cfg::D, Bc = Cfg::Bc, LDP = Cfg::LDP;
+    const int g = lane >> 2, tg = lane & 3, off = p.S - p.T;
+    {
+        // S, dP: warp (wm, wn) = queries 32 wm.., keys 32 wn..
+        const int wm = warp & 1, wn = warp >> 1;
+        float s[2][4][4], dp[2][4][4];
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+            for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) s[mt][nt][e] = dp[mt][nt][e] = 0.f;
+#pragma unroll
+        for (int ks = 0; ks < D / 16; ++ks) {
+            uint32_t aq[2][4], ao[2][4];
+#pragma unroll
+            for (int mt = 0; mt < 2; ++mt) {
+                ldsm_a<D>(aq[mt], sQ, wm * 32 + mt * 16, ks, lane);
+                ldsm_a<D>(ao[mt], sdO, wm * 32 + mt * 16, ks, lane);
+            }
+#pragma unroll
+            for (int np = 0; np < 2; ++np) {
+                uint32_t bk[4], bv[4];
+                ldsm_b_nk<D>(bk, sK, wn * 32 + np * 16, ks, lane);
+                ldsm_b_nk<D>(bv, sV, wn * 32 + np * 16, ks, lane);
+#pragma unroll
+                for (int mt = 0; mt < 2; ++mt) {
+                    mma16816(s[mt][2 * np], aq[mt], bk[0], bk[1]);
+                    mma16816(s[mt][2 * np + 1], aq[mt], bk[2], bk[3]);
+                    mma16816(dp[mt][2 * np], ao[mt], bv[0], bv[1]);
+                    mma16816(dp[mt][2 * np + 1], ao[mt], bv[2], bv[3]);
+                }
+            }
+        }
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                const int qi = wm * 32 + mt * 16 + g + 8 * r, t = m0 + qi;
+                const float l2 = sL[qi], dl = sDl[qi];
+#pragma unroll
+                for (int nt = 0; nt < 4; ++nt) {
+                    float pr[2], ds[2];
+#pragma unroll
+                    for (int e = 0; e < 2; ++e) {
+                        pr[e] = ex2(s[mt][nt][2 * r + e] * sl2 - l2);
+                        if (need_mask) {
+                            const int key = n0 + wn * 32 + nt * 8 + 2 * tg + e;
+                            if (key >= p.S || (p.causal && key > t + off)) pr[e] = 0.f;
+                        }
+                        ds[e] = pr[e] * (dp[mt][nt][2 * r + e] - dl);
+                    }
+                    const int o = qi * LDP + wn * 32 + nt * 8 + 2 * tg;
+                    *reinterpret_cast<uint32_t *>(sP + o) = pack_bf16(pr[0], pr[1]);
+                    *reinterpret_cast<uint32_t *>(sdS + o) = pack_bf16(ds[0], ds[1]);
+                }
+            }
+    }
+    __syncthreads(); // P, dS complete
+    {
+        // dV += P^T dO, dK += dS^T Q: warp (wk, wd) = keys 32 wk.., columns wd D/2..
+        const int wk = warp & 3, wd = warp >> 2;
+        constexpr int DH = D / 2;
+#pragma unroll
+        for (int kk = 0; kk < Cfg::Br / 16; ++kk) {
+            uint32_t ap[2][4], ad[2][4];
+#pragma unroll
+            for (int mt = 0; mt < 2; ++mt) {
+                ldsm_a_km<Bc>(ap[mt], sP, kk * 16, wk * 2 + mt, lane);
+                ldsm_a_km<Bc>(ad[mt], sdS, kk * 16, wk * 2 + mt, lane);
+            }
+#pragma unroll
+            for (int dp2 = 0; dp2 < DH / 16; ++dp2) {
+                uint32_t bo[4], bq[4];
+                ldsm_b_kn<D>(bo, sdO, kk * 16, wd * (DH / 16) + dp2, lane);
+                ldsm_b_kn<D>(bq, sQ, kk * 16, wd * (DH / 16) + dp2, lane);
+#pragma unroll
+                for (int mt = 0; mt < 2; ++mt) {
+                    mma16816(dv[mt][2 * dp2], ap[mt], bo[0], bo[1]);
+                    mma16816(dv[mt][2 * dp2 + 1], ap[mt], bo[2], bo[3]);
+                    mma16816(dk[mt][2 * dp2], ad[mt], bq[0], bq[1]);
+                    mma16816(dk[mt][2 * dp2 + 1], ad[mt], bq[2], bq[3]);
+                }
+            }
+        }
+    }
+    if (p.dq_acc) {
+        // dQ += dS K: warp (wq, wc) = queries 32 wq.., columns wc D/4..
+        const int wq = warp & 1, wc = warp >> 1;
+        constexpr int DQ = D / 4;
+        float acc[2][DQ / 8][4];
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+            for (int dt = 0; dt < DQ / 8; ++dt)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) acc[mt][dt][e] = 0.f;
+#pragma unroll
+        for (int kk = 0; kk < Bc / 16; ++kk) {
+            uint32_t a[2][4];
+#pragma unroll
+            for (int mt = 0; mt < 2; ++mt) ldsm_a<Bc>(a[mt], sdS, wq * 32 + mt * 16, kk, lane);
+#pragma unroll
+            for (int dp2 = 0; dp2 < DQ / 16; ++dp2) {
+                uint32_t bk[4];
+                ldsm_b_kn<D>(bk, sK, kk * 16, wc * (DQ / 16) + dp2, lane);
+#pragma unroll
+                for (int mt = 0; mt < 2; ++mt) {
+                    mma16816(acc[mt][2 * dp2], a[mt], bk[0], bk[1]);
+                    mma16816(acc[mt][2 * dp2 + 1], a[mt], bk[2], bk[3]);
+                }
+            }
+        }
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                const int t = m0 + wq * 32 + mt * 16 + g + 8 * r;
+                if (t >= p.T) continue;
+                float *dst = p.dq_acc + (((long long)b * p.T + t) * p.Hq + h) * D + wc * DQ + 2 * tg;
+#pragma unroll
+                for (int dt = 0; dt < DQ / 8; ++dt) {
+                    if (Cfg::kAW == 2) {
+                        atomic_add2(dst + dt * 8, acc[mt][dt][2 * r], acc[mt][dt][2 * r + 1]);
+                    } else {
+                        atomicAdd(dst + dt * 8, acc[mt][dt][2 * r]);
+                        atomicAdd(dst + dt * 8 + 1, acc[mt][dt][2 * r + 1]);
+                    }
+                }
+            }
+    }
+}
+
+template <class Cfg>
+__global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_bwd2_kernel(AttnParams p) {
+    constexpr int D = Cfg::D, Br = Cfg::Br, Bc = Cfg::Bc, NT = Cfg::NT, NS = Cfg::kStages;
+    constexpr int LD = Cfg::LD, LDP = Cfg::LDP;
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    bf16 *sK = reinterpret_cast<bf16 *>(smem_raw); // [Bc][LD]
+    bf16 *sV = sK + Bc * LD;
+    bf16 *sQ = sV + Bc * LD;        // [NS][Br][LD]
+    bf16 *sdO = sQ + NS * Br * LD;  // [NS][Br][LD]
+    bf16 *sP = sdO + NS * Br * LD;  // [Br][LDP]
+    bf16 *sdS = sP + Br * LDP;      // [Br][LDP]
+    float *sL = reinterpret_cast<float *>(sdS + Br * LDP); // [NS][Br] lse in log2 units
+    float *sDl = sL + NS * Br;                              // [NS][Br] delta
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, tg = lane & 3;
+
+    const long long heads = (long long)p.B * p.Hkv;
+    const int kb = (int)(blockIdx.x / heads);
+    const long long bh = blockIdx.x % heads;
+    const int hk = (int)(bh % p.Hkv), b = (int)(bh / p.Hkv);
+    const int n0 = kb * Bc, off = p.S - p.T;
+    const int qb0 = p.causal ? max(0, n0 - off) / Br : 0;
+    const int nq = (p.T + Br - 1) / Br - qb0, iters = p.group * nq;
+
+    const long long qstride = (long long)p.Hq * D, kstride = (long long)p.Hkv * D;
+    const bf16 *gk = (const bf16 *)p.k + ((long long)b * p.S * p.Hkv + hk) * D;
+    const bf16 *gv = (const bf16 *)p.v + ((long long)b * p.S * p.Hkv + hk) * D;
+    const float sl2 = p.scale * kLog2e;
+
+    auto load_q = [&](int it, int sg) {
+        const int h = hk * p.group + it / nq, m0 = (qb0 + it % nq) * Br;
+        const long long base = ((long long)b * p.T * p.Hq + h) * D;
+        load_tile<Br, D, NT>(sQ + sg * Br * LD, (const bf16 *)p.q + base, qstride, m0, p.T, tid);
+        load_tile<Br, D, NT>(sdO + sg * Br * LD, (const bf16 *)p.dout + base, qstride, m0, p.T, tid);
+        if (tid < Br) {
+            const int t = m0 + tid;
+            const long long i = ((long long)b * p.Hq + h) * p.T + t;
+            sL[sg * Br + tid] = t < p.T ? p.lse[i] * kLog2e : INFINITY;
+            sDl[sg * Br + tid] = t < p.T ? p.delta[i] : 0.f;
+        }
+    };
+
+    load_tile<Bc, D, NT>(sK, gk, kstride, n0, p.S, tid);
+    load_tile<Bc, D, NT>(sV, gv, kstride, n0, p.S, tid);
+    if (iters > 0) load_q(0, 0);
+    cp_async_commit();
+
+    float dk[2][D / 16][4], dv[2][D / 16][4];
+#pragma unroll
+    for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+        for (int dt = 0; dt < D / 16; ++dt)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) dk[mt][dt][e] = dv[mt][dt][e] = 0.f;
+
+    for (int it = 0; it < iters; ++it) {
+        const int sg = it % NS;
+        if (it + 1 < iters) {
+            load_q(it + 1, (it + 1) % NS);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads(); // data of step it ready; P, dS of step it - 1 consumed
+        const int h = hk * p.group + it / nq, m0 = (qb0 + it % nq) * Br;
+        const bool need_mask = n0 + Bc > p.S || (p.causal && n0 + Bc - 1 > m0 + off);
+        bwd2_tile<Cfg>(dk, dv, sK, sV, sQ + sg * Br * LD, sdO + sg * Br * LD, sP, sdS, sL + sg * Br, sDl + sg * Br,
+                       m0, n0, b, h, need_mask, p, sl2, warp, lane);
+        if (NS < 3) __syncthreads(); // the stage is rewritten by the next prefetch
+    }
+    if (iters == 0) cp_async_wait<0>();
+
+    const int wk = warp & 3, wd = warp >> 2;
+#pragma unroll
+    for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const int key = n0 + wk * 32 + mt * 16 + g + 8 * r;
+            if (key >= p.S) continue;
+            const long long row = (((long long)b * p.S + key) * p.Hkv + hk) * D + wd * (D / 2) + 2 * tg;
+            if (p.dk)
+#pragma unroll
+                for (int dt = 0; dt < D / 16; ++dt)
+                    add_bf16x2((bf16 *)p.dk + row + dt * 8, p.scale * dk[mt][dt][2 * r], p.scale * dk[mt][dt][2 * r + 1]);
+            if (p.dv)
+#pragma unroll
+                for (int dt = 0; dt < D / 16; ++dt)
+                    add_bf16x2((bf16 *)p.dv + row + dt * 8, dv[mt][dt][2 * r], dv[mt][dt][2 * r + 1]);
+        }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -925,12 +1206,29 @@ static int fast_backward_cfg(const AttnParams &p) {
     return launch(fa_bwd_kernel<Cfg>, blocks, Cfg::NT, Cfg::smem, p, "attention backward (bf16 mma)");
 }
 
-// LINNET_ATTN_BWD (benchmarking): 0 = 8 warps, kv tile 128 (default); 1 = 4 warps, kv tile 64.
+// LINNET_ATTN_BWD (benchmarking): 0 = 8 warps (kv tile 128), 3 stages, float2 dQ atomics
+// (default); 1 = the same with float4 atomics; 2 = with 2 stages; 3 = 4 warps (kv tile 64),
+// 2 stages, float2; 4 = 8 warps, 3 stages, scalar atomics; 5, 6, 7 = the FA2-layout kernel (bwd2)
+// with 3 stages + float2, 2 stages + float2, 3 stages + scalar atomics.
+template <class Cfg>
+static int fast_backward2_cfg(const AttnParams &p) {
+    long long blocks = (long long)((p.S + Cfg::Bc - 1) / Cfg::Bc) * p.B * p.Hkv;
+    return launch(fa_bwd2_kernel<Cfg>, blocks, Cfg::NT, Cfg::smem, p, "attention backward (bf16 mma, FA2 layout)");
+}
+
 template <int D>
 static int fast_backward(const AttnParams &p) {
     static const int variant = env_variant("LINNET_ATTN_BWD");
-    if (variant == 1) return fast_backward_cfg<BwdCfg<D, 4>>(p);
-    return fast_backward_cfg<BwdCfg<D, 8>>(p);
+    switch (variant) {
+    case 5: return fast_backward2_cfg<Bwd2Cfg<D, 3, 2>>(p);
+    case 6: return fast_backward2_cfg<Bwd2Cfg<D, 2, 2>>(p);
+    case 7: return fast_backward2_cfg<Bwd2Cfg<D, 3, 1>>(p);
+    case 1: return fast_backward_cfg<BwdCfg<D, 8, 3, 4>>(p);
+    case 2: return fast_backward_cfg<BwdCfg<D, 8, 2, 2>>(p);
+    case 3: return fast_backward_cfg<BwdCfg<D, 4, 2, 2>>(p);
+    case 4: return fast_backward_cfg<BwdCfg<D, 8, 3, 1>>(p);
+    default: return fast_backward_cfg<BwdCfg<D, 8, 3, 2>>(p);
+    }
 }
 
 } // namespace

@@ -165,5 +165,8 @@ int main(void) {
         cmocka_unit_test(many_heads),
         cmocka_unit_test(forward_repeats_bit_for_bit),
     };
+    /* ATTN_TEST_FILTER="bf16_fast*" runs a subset (cmocka pattern) */
+    const char *filter = getenv("ATTN_TEST_FILTER");
+    if (filter && *filter) cmocka_set_test_filter(filter);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
