@@ -6,25 +6,28 @@
 //
 // Two paths:
 //  * fast (bf16 storage, D = 64 or 128): tensor cores through mma.sync m16n8k16 (bf16 in, f32
-//    accumulate), ldmatrix from XOR-swizzled shared memory, cp.async double-buffered tile loads,
-//    online softmax in f32 in the log2 domain (scale folded into log2 e), causal blocks past the
+//    accumulate), ldmatrix from padded shared-memory tiles (row + 16 bytes: conflict-free),
+//    cp.async multi-stage tile loads (zero-filled past T / S), online softmax in f32 in the log2
+//    domain (for scale > 0 the scale folds into one FFMA per probability), causal blocks past the
 //    diagonal skipped and only blocks that cross it (or the S tail) masked.
-//      forward : one CTA per (q-block of 128, head, batch), heaviest causal q-blocks launched first;
-//                4 warps, 32 query rows each, loops over kv blocks of 64.
-//      backward: delta = rowsum(dO * O) (f32) first; then one CTA per (kv-block of 64, kv head,
-//                batch), 4 warps of 16 keys each, looping over (query head of the group, q-block of
-//                64): dK, dV stay in registers (the GQA sum happens inside the CTA, no atomics),
-//                dQ goes to an f32 scratch with atomicAdd and is added (times scale) into dq at the
-//                end. The (q-block, kv-block) step is one function call on a tile pair, so a block
-//                list (block-sparse attention) can drive the same body.
+//      forward : one CTA per (q-block of 128, head, batch), the last (heaviest causal) q-blocks
+//                launched first; 4 warps of 32 query rows; kv blocks of 64, double-buffered.
+//      backward: delta = rowsum(dO * O) (f32) first; then one CTA per (kv-block of 128, kv head,
+//                batch), 8 warps, looping over (query head of the group, q-block of 64) with
+//                3 stages of (Q, dO, lse, delta) in flight. Per step, FA2's layout: S and dP
+//                (warps 2 x 4), P and dS through shared memory, dV += P^T dO and dK += dS^T Q in
+//                registers (the GQA sum over the group happens inside the CTA: no atomics for dK,
+//                dV), dQ += dS K into an f32 scratch with atomicAdd (float2), added times scale into
+//                dq at the end. The (q-block, kv-block) step is one function (fwd_tile, bwd_tile)
+//                on a tile pair, so a block list (block-sparse attention) can drive the same body.
 //  * generic (f32 storage any D <= 256, bf16 with other D): CUDA cores, f32 arithmetic, K/V tiles
 //    in shared memory; forward and dQ one warp per query row, dK/dV one warp per 4 keys. No
 //    atomics anywhere on this path.
-// Forward results are run-to-run identical on both paths (fixed reduction orders); the fast
-// backward's dq uses atomics and may differ in the last bits between runs.
+// Every grid runs over blockIdx.x (any B * H). Forward results are run-to-run identical on both
+// paths (fixed reduction orders); the fast backward's dq uses atomics and may differ in the last
+// bits between runs. Design, measurements and what is left: docs/attention-kernel.md.
 #include <math.h>
 #include <stdint.h>
-#include <stdlib.h>
 
 #include "autograd/cuda/cuda_check.cuh"
 
@@ -101,17 +104,6 @@ __device__ __forceinline__ void atomic_add2(float *dst, float a, float b) {
 #else
     atomicAdd(dst, a);
     atomicAdd(dst + 1, b);
-#endif
-}
-
-__device__ __forceinline__ void atomic_add4(float *dst, float4 v) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    atomicAdd(reinterpret_cast<float4 *>(dst), v);
-#else
-    atomicAdd(dst, v.x);
-    atomicAdd(dst + 1, v.y);
-    atomicAdd(dst + 2, v.z);
-    atomicAdd(dst + 3, v.w);
 #endif
 }
 
@@ -387,242 +379,7 @@ __global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_fwd_kernel(AttnPa
 }
 
 // ---------------------------------------------------------------------------------------------
-// Fast backward
-// ---------------------------------------------------------------------------------------------
-
-// kStages buffers of (Q, dO, lse, delta): with 3 the step needs 2 barriers (data ready; dS^T
-// complete), with 2 a third one before the next prefetch. kAW: floats per dQ atomic (1, 2, 4).
-template <int D_, int kWarps_, int kStages_, int kAW_>
-struct BwdCfg {
-    static constexpr int D = D_, kWarps = kWarps_, NT = kWarps * 32, kStages = kStages_, kAW = kAW_;
-    static constexpr int kMinBlocks = NT == 128 ? 2 : 1;
-    static constexpr int Bc = 16 * kWarps, Br = 64; // keys per CTA (16 per warp), queries per step
-    // K, V; stages of Q, dO; dS^T [Bc][Br]; stages of lse, delta
-    static constexpr int LD = Pad<D>::LD, LDS = Pad<Br>::LD;
-    static constexpr int smem = ((2 * Bc + 2 * kStages * Br) * LD + Bc * LDS) * (int)sizeof(bf16) +
-                                2 * kStages * Br * (int)sizeof(float);
-};
-
-// One (q-block, kv-block) step for one warp (16 keys): P^T, dS^T recomputed; dV += P^T dO,
-// dK += dS^T Q (registers); dS^T to shared memory; then (after a barrier) dQ += dS K for the
-// warp's 16 queries, into the f32 scratch with atomics.
-template <class Cfg>
-__device__ __forceinline__ void bwd_tile(float (&dk)[Cfg::D / 8][4], float (&dv)[Cfg::D / 8][4], const bf16 *sK,
-                                         const bf16 *sV, const bf16 *sQ, const bf16 *sdO, bf16 *sdS,
-                                         const float *sL, const float *sDl, int m0, int n0, int b, int h,
-                                         bool need_mask, const AttnParams &p, float sl2, int warp, int lane) {
-    constexpr int D = Cfg::D, Bc = Cfg::Bc, Br = Cfg::Br, QT = Br / 8, LDS = Pad<Br>::LD;
-    const int g = lane >> 2, tg = lane & 3, krow = warp * 16, off = p.S - p.T;
-    float sT[QT][4], dpT[QT][4];
-#pragma unroll
-    for (int nt = 0; nt < QT; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) sT[nt][e] = dpT[nt][e] = 0.f;
-#pragma unroll
-    for (int ks = 0; ks < D / 16; ++ks) {
-        uint32_t ak[4], av[4];
-        ldsm_a<D>(ak, sK, krow, ks, lane);
-        ldsm_a<D>(av, sV, krow, ks, lane);
-#pragma unroll
-        for (int np = 0; np < QT / 2; ++np) {
-            uint32_t bq[4], bo[4];
-            ldsm_b_nk<D>(bq, sQ, np * 16, ks, lane);
-            ldsm_b_nk<D>(bo, sdO, np * 16, ks, lane);
-            mma16816(sT[2 * np], ak, bq[0], bq[1]);
-            mma16816(sT[2 * np + 1], ak, bq[2], bq[3]);
-            mma16816(dpT[2 * np], av, bo[0], bo[1]);
-            mma16816(dpT[2 * np + 1], av, bo[2], bo[3]);
-        }
-    }
-    // P^T = exp2(S^T sl2 - lse2), dS^T = P^T (dP^T - delta)
-#pragma unroll
-    for (int nt = 0; nt < QT; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-            const int qi = nt * 8 + 2 * tg + (e & 1);
-            float pr = ex2(sT[nt][e] * sl2 - sL[qi]);
-            if (need_mask) {
-                const int key = n0 + krow + g + ((e >> 1) << 3), t = m0 + qi;
-                if (key >= p.S || (p.causal && key > t + off)) pr = 0.f;
-            }
-            sT[nt][e] = pr;
-            dpT[nt][e] = pr * (dpT[nt][e] - sDl[qi]);
-        }
-    uint32_t pa[Br / 16][4], da[Br / 16][4];
-#pragma unroll
-    for (int kk = 0; kk < Br / 16; ++kk) {
-        acc_to_a(pa[kk], sT[2 * kk], sT[2 * kk + 1]);
-        acc_to_a(da[kk], dpT[2 * kk], dpT[2 * kk + 1]);
-        // dS^T rows krow+g (+8), query columns of n-tiles 2kk, 2kk+1
-        *reinterpret_cast<uint32_t *>(sdS + (krow + g) * LDS + 16 * kk + 2 * tg) = da[kk][0];
-        *reinterpret_cast<uint32_t *>(sdS + (krow + g + 8) * LDS + 16 * kk + 2 * tg) = da[kk][1];
-        *reinterpret_cast<uint32_t *>(sdS + (krow + g) * LDS + 16 * kk + 8 + 2 * tg) = da[kk][2];
-        *reinterpret_cast<uint32_t *>(sdS + (krow + g + 8) * LDS + 16 * kk + 8 + 2 * tg) = da[kk][3];
-    }
-#pragma unroll
-    for (int kk = 0; kk < Br / 16; ++kk)
-#pragma unroll
-        for (int dp = 0; dp < D / 16; ++dp) {
-            uint32_t bo[4], bq[4];
-            ldsm_b_kn<D>(bo, sdO, kk * 16, dp, lane);
-            mma16816(dv[2 * dp], pa[kk], bo[0], bo[1]);
-            mma16816(dv[2 * dp + 1], pa[kk], bo[2], bo[3]);
-            ldsm_b_kn<D>(bq, sQ, kk * 16, dp, lane);
-            mma16816(dk[2 * dp], da[kk], bq[0], bq[1]);
-            mma16816(dk[2 * dp + 1], da[kk], bq[2], bq[3]);
-        }
-    __syncthreads(); // dS^T complete
-    if (p.dq_acc) {
-        // warp w: queries 16 (w % MQ) .. + 15 of the q-block, columns [cw, cw + D / PARTS)
-        constexpr int MQ = Br / 16, PARTS = Cfg::kWarps / MQ, DW = D / PARTS;
-        static_assert(MQ * PARTS == Cfg::kWarps, "dQ split");
-        const int wq = warp % MQ, cw = (warp / MQ) * DW;
-        uint32_t qa[Bc / 16][4];
-#pragma unroll
-        for (int kk = 0; kk < Bc / 16; ++kk) ldsm_a_km<Br>(qa[kk], sdS, kk * 16, wq, lane);
-        constexpr int DC = DW < 64 ? DW : 64; // columns per pass (bounds live accumulators)
-#pragma unroll
-        for (int c = 0; c < DW / DC; ++c) {
-            float acc[DC / 8][4];
-#pragma unroll
-            for (int dt = 0; dt < DC / 8; ++dt)
-#pragma unroll
-                for (int e = 0; e < 4; ++e) acc[dt][e] = 0.f;
-#pragma unroll
-            for (int kk = 0; kk < Bc / 16; ++kk)
-#pragma unroll
-                for (int dp = 0; dp < DC / 16; ++dp) {
-                    uint32_t bk[4];
-                    ldsm_b_kn<D>(bk, sK, kk * 16, (cw + c * DC) / 16 + dp, lane);
-                    mma16816(acc[2 * dp], qa[kk], bk[0], bk[1]);
-                    mma16816(acc[2 * dp + 1], qa[kk], bk[2], bk[3]);
-                }
-            if (Cfg::kAW < 4) {
-#pragma unroll
-                for (int r = 0; r < 2; ++r) {
-                    const int t = m0 + wq * 16 + g + r * 8;
-                    if (t >= p.T) continue;
-                    float *dst = p.dq_acc + (((long long)b * p.T + t) * p.Hq + h) * D + cw + c * DC + 2 * tg;
-#pragma unroll
-                    for (int dt = 0; dt < DC / 8; ++dt) {
-                        if (Cfg::kAW == 2) {
-                            atomic_add2(dst + dt * 8, acc[dt][2 * r], acc[dt][2 * r + 1]);
-                        } else {
-                            atomicAdd(dst + dt * 8, acc[dt][2 * r]);
-                            atomicAdd(dst + dt * 8 + 1, acc[dt][2 * r + 1]);
-                        }
-                    }
-                }
-                continue;
-            }
-            // lane pairs (tg even, odd) swap halves so each lane adds 4 consecutive floats of one row:
-            // even lanes row g, odd lanes row g + 8, columns 4 (tg / 2) ..
-            const bool odd = tg & 1;
-            const int t = m0 + wq * 16 + g + (odd ? 8 : 0);
-            float *dst = p.dq_acc + (((long long)b * p.T + t) * p.Hq + h) * D + cw + c * DC + (tg >> 1) * 4;
-#pragma unroll
-            for (int dt = 0; dt < DC / 8; ++dt) {
-                const float s0 = odd ? acc[dt][0] : acc[dt][2], s1 = odd ? acc[dt][1] : acc[dt][3];
-                const float r0 = __shfl_xor_sync(0xffffffffu, s0, 1), r1 = __shfl_xor_sync(0xffffffffu, s1, 1);
-                const float4 v = odd ? make_float4(r0, r1, acc[dt][2], acc[dt][3])
-                                     : make_float4(acc[dt][0], acc[dt][1], r0, r1);
-                if (t < p.T) atomic_add4(dst + dt * 8, v);
-            }
-        }
-    }
-}
-
-template <class Cfg>
-__global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_bwd_kernel(AttnParams p) {
-    constexpr int D = Cfg::D;
-    constexpr int Br = Cfg::Br, Bc = Cfg::Bc, NT = Cfg::NT, NS = Cfg::kStages;
-    extern __shared__ __align__(128) unsigned char smem_raw[];
-    constexpr int LD = Cfg::LD, LDS = Cfg::LDS;
-    bf16 *sK = reinterpret_cast<bf16 *>(smem_raw); // [Bc][LD]
-    bf16 *sV = sK + Bc * LD;
-    bf16 *sQ = sV + Bc * LD;        // [NS][Br][LD]
-    bf16 *sdO = sQ + NS * Br * LD;  // [NS][Br][LD]
-    bf16 *sdS = sdO + NS * Br * LD; // [Bc][LDS]: dS^T
-    float *sL = reinterpret_cast<float *>(sdS + Bc * LDS); // [NS][Br] lse in log2 units
-    float *sDl = sL + NS * Br;                              // [NS][Br] delta
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, tg = lane & 3;
-
-    // blockIdx.x -> (kv-block, kv head, batch), the first (heaviest under causal) kv-blocks first
-    const long long heads = (long long)p.B * p.Hkv;
-    const int kb = (int)(blockIdx.x / heads);
-    const long long bh = blockIdx.x % heads;
-    const int hk = (int)(bh % p.Hkv), b = (int)(bh / p.Hkv);
-    const int n0 = kb * Bc, off = p.S - p.T;
-    const int qb0 = p.causal ? max(0, n0 - off) / Br : 0;
-    const int nq = (p.T + Br - 1) / Br - qb0, iters = p.group * nq;
-
-    const long long qstride = (long long)p.Hq * D, kstride = (long long)p.Hkv * D;
-    const bf16 *gk = (const bf16 *)p.k + ((long long)b * p.S * p.Hkv + hk) * D;
-    const bf16 *gv = (const bf16 *)p.v + ((long long)b * p.S * p.Hkv + hk) * D;
-    const float sl2 = p.scale * kLog2e;
-
-    // Q, dO, lse, delta of step it (query head, q-block) into stage sg
-    auto load_q = [&](int it, int sg) {
-        const int h = hk * p.group + it / nq, m0 = (qb0 + it % nq) * Br;
-        const long long base = ((long long)b * p.T * p.Hq + h) * D;
-        load_tile<Br, D, NT>(sQ + sg * Br * LD, (const bf16 *)p.q + base, qstride, m0, p.T, tid);
-        load_tile<Br, D, NT>(sdO + sg * Br * LD, (const bf16 *)p.dout + base, qstride, m0, p.T, tid);
-        if (tid < Br) {
-            const int t = m0 + tid;
-            const long long i = ((long long)b * p.Hq + h) * p.T + t;
-            sL[sg * Br + tid] = t < p.T ? p.lse[i] * kLog2e : INFINITY; // padded rows: P = 0
-            sDl[sg * Br + tid] = t < p.T ? p.delta[i] : 0.f;
-        }
-    };
-
-    load_tile<Bc, D, NT>(sK, gk, kstride, n0, p.S, tid);
-    load_tile<Bc, D, NT>(sV, gv, kstride, n0, p.S, tid);
-    if (iters > 0) load_q(0, 0);
-    cp_async_commit();
-
-    float dk[D / 8][4], dv[D / 8][4];
-#pragma unroll
-    for (int dt = 0; dt < D / 8; ++dt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) dk[dt][e] = dv[dt][e] = 0.f;
-
-    for (int it = 0; it < iters; ++it) {
-        // stage (it + 1) % NS was last read in step it + 1 - NS: with NS = 3 every warp is past
-        // that step's reads once any warp gets here (it passed step it - 1's dS barrier)
-        const int sg = it % NS;
-        if (it + 1 < iters) {
-            load_q(it + 1, (it + 1) % NS);
-            cp_async_commit();
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        __syncthreads();
-        const int h = hk * p.group + it / nq, m0 = (qb0 + it % nq) * Br;
-        const bool need_mask = n0 + Bc > p.S || (p.causal && n0 + Bc - 1 > m0 + off);
-        bwd_tile<Cfg>(dk, dv, sK, sV, sQ + sg * Br * LD, sdO + sg * Br * LD, sdS, sL + sg * Br, sDl + sg * Br, m0, n0,
-                      b, h, need_mask, p, sl2, warp, lane);
-        if (NS < 3) __syncthreads(); // the stage is rewritten by the next prefetch
-    }
-    if (iters == 0) cp_async_wait<0>();
-
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-        const int key = n0 + warp * 16 + g + r * 8;
-        if (key >= p.S) continue;
-        const long long row = (((long long)b * p.S + key) * p.Hkv + hk) * D + 2 * tg;
-        if (p.dk)
-#pragma unroll
-            for (int dt = 0; dt < D / 8; ++dt)
-                add_bf16x2((bf16 *)p.dk + row + dt * 8, p.scale * dk[dt][2 * r], p.scale * dk[dt][2 * r + 1]);
-        if (p.dv)
-#pragma unroll
-            for (int dt = 0; dt < D / 8; ++dt) add_bf16x2((bf16 *)p.dv + row + dt * 8, dv[dt][2 * r], dv[dt][2 * r + 1]);
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Fast backward, FA2 layout ("bwd2"): 8 warps, kv tile 128, q tile 64. The step's three products
+// Fast backward, FA2 layout: 8 warps, kv tile 128, q tile 64. The step's three products
 // use different warp grids so each warp works on 32x32 or 32x64 pieces (fewer shared-memory bytes
 // per mma than one warp per 16 keys):
 //   S = Q K^T, dP = dO V^T  [64 q x 128 k]  warps 2 (q) x 4 (k), 32 x 32 each
@@ -632,7 +389,7 @@ __global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_bwd_kernel(AttnPa
 // ---------------------------------------------------------------------------------------------
 
 template <int D_, int kStages_, int kAW_>
-struct Bwd2Cfg {
+struct BwdCfg {
     static constexpr int D = D_, NT = 256, kStages = kStages_, kAW = kAW_, kMinBlocks = 1; // 8 warps
     static constexpr int Bc = 128, Br = 64;
     static constexpr int LD = Pad<D>::LD, LDP = Pad<Bc>::LD;
@@ -642,7 +399,7 @@ struct Bwd2Cfg {
 };
 
 template <class Cfg>
-__device__ __forceinline__ void bwd2_tile(float (&dk)[2][Cfg::D / 16][4], float (&dv)[2][Cfg::D / 16][4],
+__device__ __forceinline__ void bwd_tile(float (&dk)[2][Cfg::D / 16][4], float (&dv)[2][Cfg::D / 16][4],
                                           const bf16 *sK, const bf16 *sV, const bf16 *sQ, const bf16 *sdO, bf16 *sP,
                                           bf16 *sdS, const float *sL, const float *sDl, int m0, int n0, int b, int h,
                                           bool need_mask, const AttnParams &p, float sl2, int warp, int lane) {
@@ -780,7 +537,7 @@ __device__ __forceinline__ void bwd2_tile(float (&dk)[2][Cfg::D / 16][4], float 
 }
 
 template <class Cfg>
-__global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_bwd2_kernel(AttnParams p) {
+__global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_bwd_kernel(AttnParams p) {
     constexpr int D = Cfg::D, Br = Cfg::Br, Bc = Cfg::Bc, NT = Cfg::NT, NS = Cfg::kStages;
     constexpr int LD = Cfg::LD, LDP = Cfg::LDP;
     extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -845,7 +602,7 @@ __global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_bwd2_kernel(AttnP
         __syncthreads(); // data of step it ready; P, dS of step it - 1 consumed
         const int h = hk * p.group + it / nq, m0 = (qb0 + it % nq) * Br;
         const bool need_mask = n0 + Bc > p.S || (p.causal && n0 + Bc - 1 > m0 + off);
-        bwd2_tile<Cfg>(dk, dv, sK, sV, sQ + sg * Br * LD, sdO + sg * Br * LD, sP, sdS, sL + sg * Br, sDl + sg * Br,
+        bwd_tile<Cfg>(dk, dv, sK, sV, sQ + sg * Br * LD, sdO + sg * Br * LD, sP, sdS, sL + sg * Br, sDl + sg * Br,
                        m0, n0, b, h, need_mask, p, sl2, warp, lane);
         if (NS < 3) __syncthreads(); // the stage is rewritten by the next prefetch
     }
@@ -1185,18 +942,10 @@ static int fast_forward_cfg(const AttnParams &p) {
     return launch(fa_fwd_kernel<Cfg, false>, blocks, Cfg::NT, Cfg::smem, p, "attention forward (bf16 mma)");
 }
 
-// Tile variants, picked by LINNET_ATTN_FWD for benchmarking: 0 = 4 warps x 32 rows, kv tile 64
-// (default); 1 = the same with kv tile 32; 2 = 8 warps x 16 rows, kv tile 64.
-static int env_variant(const char *name) {
-    const char *e = getenv(name);
-    return e ? atoi(e) : 0;
-}
-
+// Tiles as measured best on an H100 (docs/attention-kernel.md): forward 4 warps x 32 query rows,
+// kv tile 64; backward the FA2-layout kernel, 3 stages of (Q, dO), float2 dQ atomics.
 template <int D>
 static int fast_forward(const AttnParams &p) {
-    static const int variant = env_variant("LINNET_ATTN_FWD");
-    if (variant == 1) return fast_forward_cfg<FwdCfg<D, 32, 4, 2>>(p);
-    if (variant == 2) return fast_forward_cfg<FwdCfg<D, 64, 8, 1>>(p);
     return fast_forward_cfg<FwdCfg<D, 64, 4, 2>>(p);
 }
 
@@ -1206,29 +955,9 @@ static int fast_backward_cfg(const AttnParams &p) {
     return launch(fa_bwd_kernel<Cfg>, blocks, Cfg::NT, Cfg::smem, p, "attention backward (bf16 mma)");
 }
 
-// LINNET_ATTN_BWD (benchmarking): 0 = 8 warps (kv tile 128), 3 stages, float2 dQ atomics
-// (default); 1 = the same with float4 atomics; 2 = with 2 stages; 3 = 4 warps (kv tile 64),
-// 2 stages, float2; 4 = 8 warps, 3 stages, scalar atomics; 5, 6, 7 = the FA2-layout kernel (bwd2)
-// with 3 stages + float2, 2 stages + float2, 3 stages + scalar atomics.
-template <class Cfg>
-static int fast_backward2_cfg(const AttnParams &p) {
-    long long blocks = (long long)((p.S + Cfg::Bc - 1) / Cfg::Bc) * p.B * p.Hkv;
-    return launch(fa_bwd2_kernel<Cfg>, blocks, Cfg::NT, Cfg::smem, p, "attention backward (bf16 mma, FA2 layout)");
-}
-
 template <int D>
 static int fast_backward(const AttnParams &p) {
-    static const int variant = env_variant("LINNET_ATTN_BWD");
-    switch (variant) {
-    case 5: return fast_backward2_cfg<Bwd2Cfg<D, 3, 2>>(p);
-    case 6: return fast_backward2_cfg<Bwd2Cfg<D, 2, 2>>(p);
-    case 7: return fast_backward2_cfg<Bwd2Cfg<D, 3, 1>>(p);
-    case 1: return fast_backward_cfg<BwdCfg<D, 8, 3, 4>>(p);
-    case 2: return fast_backward_cfg<BwdCfg<D, 8, 2, 2>>(p);
-    case 3: return fast_backward_cfg<BwdCfg<D, 4, 2, 2>>(p);
-    case 4: return fast_backward_cfg<BwdCfg<D, 8, 3, 1>>(p);
-    default: return fast_backward_cfg<BwdCfg<D, 8, 3, 2>>(p);
-    }
+    return fast_backward_cfg<BwdCfg<D, 3, 2>>(p);
 }
 
 } // namespace
