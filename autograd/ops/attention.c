@@ -141,10 +141,17 @@ done:
     return status;
 }
 
+#ifdef LINNET_CUDA
+/* attention.cu: FlashAttention-2 style kernels (bf16 tensor-core path for D = 64, 128; f32
+ * CUDA-core path otherwise), the same saved slots as the CPU forward */
+int ln_attention_forward_cuda(ln_node *n);
+int ln_attention_backward_cuda(ln_node *n);
+#endif
+
 static const ln_op attention_op = {
     .name = "attention",
-    .forward = {[LN_CPU] = attention_forward_cpu},
-    .backward = {[LN_CPU] = attention_backward_cpu},
+    .forward = {[LN_CPU] = attention_forward_cpu LN_ON_CUDA(ln_attention_forward_cuda)},
+    .backward = {[LN_CPU] = attention_backward_cpu LN_ON_CUDA(ln_attention_backward_cuda)},
 };
 
 
