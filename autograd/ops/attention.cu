@@ -31,6 +31,11 @@
 
 #include "autograd/cuda/cuda_check.cuh"
 
+extern "C" {
+#include "autograd/ops.h"
+#include "autograd/ops/attention_cudnn.h"
+}
+
 typedef __nv_bfloat16 bf16;
 
 namespace {
@@ -962,7 +967,24 @@ static int fast_backward(const AttnParams &p) {
 
 } // namespace
 
+// train.attention_impl: cuDNN's fused SDPA when asked for, or (auto) whenever it takes the shape,
+// since it is the faster of the two on Hopper (docs/PERF.md); our kernel otherwise. Both save the
+// same lse, so forward and backward may even come from different kernels.
+static int pick_cudnn(const ln_node *n, bool *use) {
+    ln_attention_impl impl = ln_get_attention_impl();
+    *use = false;
+    if (impl == LN_ATTN_OWN) return LN_OK;
+    *use = ln_attention_cudnn_supported(n) == 1;
+    if (!*use && impl == LN_ATTN_CUDNN)
+        return ln_fail("attention: train.attention_impl is cudnn but cuDNN cannot run this shape: %s",
+                       ln_attention_cudnn_unsupported_reason());
+    return LN_OK;
+}
+
 extern "C" int ln_attention_forward_cuda(ln_node *n) {
+    bool cudnn;
+    if (pick_cudnn(n, &cudnn)) return LN_ERR;
+    if (cudnn) return ln_attention_cudnn_forward(n);
     ln_tensor *q = n->in[0], *k = n->in[1], *v = n->in[2], *out = n->out[0];
     AttnParams p;
     if (fill_params(n, q, k, v, &p)) return LN_ERR;
@@ -990,6 +1012,9 @@ extern "C" int ln_attention_forward_cuda(ln_node *n) {
 }
 
 extern "C" int ln_attention_backward_cuda(ln_node *n) {
+    bool cudnn;
+    if (pick_cudnn(n, &cudnn)) return LN_ERR;
+    if (cudnn) return ln_attention_cudnn_backward(n);
     ln_tensor *q = ln_node_saved(n, 0), *k = ln_node_saved(n, 1), *v = ln_node_saved(n, 2);
     ln_tensor *o = ln_node_saved(n, 3), *lse = ln_node_saved(n, 4), *out = n->out[0];
     if (!out->grad) return LN_OK;

@@ -166,6 +166,9 @@ int main(void) {
         cmocka_unit_test(forward_repeats_bit_for_bit),
     };
     /* ATTN_TEST_FILTER="bf16_fast*" runs a subset (cmocka pattern) */
+    /* our own kernel, not cuDNN (which auto would pick where it can; its suite is
+     * test_gpu_attention_cudnn) */
+    ln_set_attention_impl(LN_ATTN_OWN);
     const char *filter = getenv("ATTN_TEST_FILTER");
     if (filter && *filter) cmocka_set_test_filter(filter);
     return cmocka_run_group_tests(tests, NULL, NULL);

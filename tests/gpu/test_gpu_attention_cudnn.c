@@ -13,8 +13,8 @@
  *   - direct: a test-local op record whose CUDA kernels are ln_attention_cudnn_forward/_backward,
  *     with the node built exactly as ln_attention builds it (iarg[0] = causal, farg[0] = scale,
  *     q, k, v saved). Independent of the attention op's dispatch.
- *   - dispatch: ln_attention itself with ln_set_attention_impl(LN_ATTN_CUDNN); these skip while
- *     the attention op has no CUDA kernel wired (the message says so).
+ *   - dispatch: ln_attention itself with ln_set_attention_impl(LN_ATTN_CUDNN), and a check that the
+ *     op honours the setting.
  * Plus the support checks on a few shapes, gradient accumulation and q = k = v on one tensor. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -388,25 +388,29 @@ static void cudnn_support_checks(void **state) {
 
 /* ---- dispatch: ln_attention with the cuDNN implementation selected ---- */
 
-/* True (and the test skipped) while the attention op has no CUDA kernel to dispatch from. */
-static bool dispatch_not_wired(void) {
-    ln_tensor *q = ln_tensor_new(LN_BF16, LN_CUDA, 4, (int64_t[]){1, 128, 2, 64});
+/* The op honours the setting: with cudnn asked for, a shape cuDNN refuses (f32) is an error
+ * naming the reason rather than a silent fall back to our kernel; with own it runs. */
+static void dispatch_honours_the_setting(void **state) {
+    NEED_CUDNN();
+    ln_tensor *q = ln_tensor_new(LN_F32, LN_CUDA, 4, (int64_t[]){1, 128, 2, 64});
+    assert_non_null(q);
+    ln_set_attention_impl(LN_ATTN_CUDNN);
     ln_tensor *o = ln_attention(q, q, q, true, 0.125);
-    bool missing = !o && strstr(ln_error_message(), "no cuda forward kernel");
+    assert_null(o);
+    assert_non_null(strstr(ln_error_message(), "attention_impl is cudnn"));
+    ln_tape_clear();
+    ln_error_clear();
+    ln_set_attention_impl(LN_ATTN_OWN);
+    o = ln_attention(q, q, q, true, 0.125);
+    assert_non_null(o);
     ln_tape_clear();
     ln_tensor_free(q);
-    if (missing) printf("  the attention op has no CUDA kernel yet: dispatch not wired, skipping\n");
-    ln_error_clear();
-    return missing;
+    ln_set_attention_impl(LN_ATTN_AUTO);
 }
 
 static void dispatch_matches_cpu(void **state) {
     NEED_CUDNN();
     ln_set_attention_impl(LN_ATTN_CUDNN);
-    if (dispatch_not_wired()) {
-        ln_set_attention_impl(LN_ATTN_AUTO);
-        skip();
-    }
     check_grid(false, ALIGNED_T, 3, 6000);
     check_grid(false, UNALIGNED_T, 2, 6500); /* those this cuDNN supports */
     ln_set_attention_impl(LN_ATTN_AUTO);
@@ -415,10 +419,6 @@ static void dispatch_matches_cpu(void **state) {
 static void dispatch_causal_bottom_right(void **state) {
     NEED_CUDNN();
     ln_set_attention_impl(LN_ATTN_CUDNN);
-    if (dispatch_not_wired()) {
-        ln_set_attention_impl(LN_ATTN_AUTO);
-        skip();
-    }
     check_attention(false, 2, 128, 256, 4, 2, 64, true, 7000);
     check_attention(false, 2, 64, 192, 4, 2, 64, true, 7010); /* when this cuDNN supports it */
     ln_set_attention_impl(LN_ATTN_AUTO);
@@ -434,6 +434,7 @@ int main(void) {
         cmocka_unit_test(cudnn_odd_shapes),
         cmocka_unit_test(cudnn_self_attention_one_tensor),
         cmocka_unit_test(cudnn_gradients_accumulate),
+        cmocka_unit_test(dispatch_honours_the_setting),
         cmocka_unit_test(dispatch_matches_cpu),
         cmocka_unit_test(dispatch_causal_bottom_right),
     };
