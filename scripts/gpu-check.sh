@@ -23,7 +23,7 @@ if command -v compute-sanitizer >/dev/null; then
   # every kernel suite (the training suite is left out: it runs whole models, too slow under memcheck)
   for t in build/tests/test_gpu_*; do
     case "$t" in *test_gpu_train*) continue ;; esac
-    compute-sanitizer --tool memcheck --leak-check no "$t" > "$out/memcheck-$(basename "$t").txt" 2>&1
+    timeout 300 compute-sanitizer --tool memcheck --leak-check no "$t" > "$out/memcheck-$(basename "$t").txt" 2>&1
     echo "memcheck $(basename "$t"): $(grep -E 'ERROR SUMMARY' "$out/memcheck-$(basename "$t").txt")"
   done
 fi
