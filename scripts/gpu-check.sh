@@ -19,7 +19,7 @@ cmake --build build -j 16 > "$out/build.txt" 2>&1 || { grep -E "error" "$out/bui
 for t in build/tests/test_gpu_*; do
   echo "== $t"; "$t" 2>&1 | grep -vE '^\[ (RUN|      OK) ' | tee -a "$out/gpu-tests.txt" | grep -E "rel. error .* > |FAILED|PASSED|ERROR|skip" | head -40
 done
-if command -v compute-sanitizer >/dev/null; then
+if [ -z "${SKIP_MEMCHECK:-}" ] && command -v compute-sanitizer >/dev/null; then
   # every kernel suite (the training suite is left out: it runs whole models, too slow under memcheck)
   for t in build/tests/test_gpu_*; do
     case "$t" in *test_gpu_train*) continue ;; esac
