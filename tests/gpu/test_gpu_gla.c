@@ -34,15 +34,15 @@ enum { OP_GLA, OP_SIMPLE, OP_LINEAR };
 
 typedef struct {
     int op;
-    bool h0, ht, ret_ht; /* pass h0 (last input); want ht; return ht instead of o */
-    ln_tensor *cu;
+    bool h0, ht, ret_ht; /* pass h0; want ht; return ht instead of o */
+    bool cu;             /* cu_seqlens is the last input (so the harness moves it to the GPU) */
     double scale;
 } gcase;
 
 static ln_tensor *gated_of(ln_tensor *const *in, void *ctx) {
     const gcase *c = ctx;
     int nin = c->op == OP_LINEAR ? 3 : 4;
-    ln_gla_opts o = {.h0 = c->h0 ? in[nin] : NULL, .cu_seqlens = c->cu, .scale = c->scale, .want_final_state = c->ht};
+    ln_gla_opts o = {.h0 = c->h0 ? in[nin] : NULL, .cu_seqlens = c->cu ? in[nin + c->h0] : NULL, .scale = c->scale, .want_final_state = c->ht};
     ln_tensor *ht = NULL, *out;
     ln_tensor **hp = c->ht ? &ht : NULL;
     switch (c->op) {
@@ -69,7 +69,7 @@ static ln_tensor *make_gate(int ndim, const int64_t *shape, bool strong, uint64_
 static void run_case(const char *what, int op, int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, bool h0,
                      ln_tensor *cu, bool strong, double scale, uint64_t seed, bool both_dtypes) {
     int64_t n_seq = cu ? cu->shape[0] - 1 : B;
-    ln_tensor *in[5];
+    ln_tensor *in[6];
     int n = 0;
     in[n++] = gpu_randn(4, (int64_t[]){B, T, H, K}, 1.0, seed);
     in[n++] = gpu_randn(4, (int64_t[]){B, T, H, K}, 1.0, seed + 1);
@@ -77,14 +77,16 @@ static void run_case(const char *what, int op, int64_t B, int64_t T, int64_t H, 
     if (op == OP_GLA) in[n++] = make_gate(4, (int64_t[]){B, T, H, K}, strong, seed + 3);
     if (op == OP_SIMPLE) in[n++] = make_gate(3, (int64_t[]){B, T, H}, strong, seed + 3);
     if (h0) in[n++] = gpu_randn(4, (int64_t[]){n_seq, H, K, V}, 0.5, seed + 4);
+    int owned = n;
+    if (cu) in[n++] = cu;
     for (int r = 0; r < 2; r++) {
-        gcase c = {.op = op, .h0 = h0, .ht = true, .ret_ht = r == 1, .cu = cu, .scale = scale};
+        gcase c = {.op = op, .h0 = h0, .ht = true, .ret_ht = r == 1, .cu = cu != NULL, .scale = scale};
         char name[160];
         snprintf(name, sizeof name, "%s %s", what, r ? "ht" : "o");
         check(name, gated_of, &c, n, in, LN_BF16);
         if (both_dtypes) check(name, gated_of, &c, n, in, LN_F32);
     }
-    for (int i = 0; i < n; i++) ln_tensor_free(in[i]);
+    for (int i = 0; i < owned; i++) ln_tensor_free(in[i]);
 }
 
 static void gla_family_matches_cpu(void **state) {
@@ -117,13 +119,12 @@ static void gla_family_matches_cpu(void **state) {
 /* ---- short_conv and feature maps ---- */
 
 typedef struct {
-    bool bias;
-    ln_tensor *cu;
+    bool bias, cu; /* cu_seqlens is the input after the bias */
 } conv_ctx;
 
 static ln_tensor *conv_of(ln_tensor *const *in, void *ctx) {
     const conv_ctx *c = ctx;
-    return ln_short_conv(in[0], in[1], c->bias ? in[2] : NULL, c->cu);
+    return ln_short_conv(in[0], in[1], c->bias ? in[2] : NULL, c->cu ? in[2 + c->bias] : NULL);
 }
 
 static ln_tensor *fmap_elu_of(ln_tensor *const *in, void *ctx) { return ln_feature_map(in[0], LN_FMAP_ELU1, NULL); }
@@ -145,11 +146,11 @@ static void conv_and_fmaps_match_cpu(void **state) {
     ln_tensor *cu = ln_tensor_new(LN_I32, LN_CPU, 1, (int64_t[]){4});
     const int offs[] = {0, 2, 40, 75};
     for (int i = 0; i < 4; i++) ln_set(cu, i, offs[i]);
-    ln_tensor *in[3] = {gpu_randn(3, (int64_t[]){1, 75, 33}, 1.0, 530), gpu_randn(2, (int64_t[]){33, 4}, 0.5, 531),
-                        gpu_randn(1, (int64_t[]){33}, 0.5, 532)};
-    conv_ctx c = {.bias = true, .cu = cu};
-    check("short_conv varlen", conv_of, &c, 3, in, LN_F32);
-    check("short_conv varlen", conv_of, &c, 3, in, LN_BF16);
+    ln_tensor *in[4] = {gpu_randn(3, (int64_t[]){1, 75, 33}, 1.0, 530), gpu_randn(2, (int64_t[]){33, 4}, 0.5, 531),
+                        gpu_randn(1, (int64_t[]){33}, 0.5, 532), cu};
+    conv_ctx c = {.bias = true, .cu = true};
+    check("short_conv varlen", conv_of, &c, 4, in, LN_F32);
+    check("short_conv varlen", conv_of, &c, 4, in, LN_BF16);
     for (int i = 0; i < 3; i++) ln_tensor_free(in[i]);
     ln_tensor_free(cu);
     ln_tensor *x = gpu_randn(3, (int64_t[]){3, 37, 19}, 2.0, 540);
