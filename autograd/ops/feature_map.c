@@ -96,10 +96,15 @@ done:
     return status;
 }
 
+#ifdef LINNET_CUDA
+int ln_feature_map_forward_cuda(ln_node *n); /* feature_map.cu: elu1, relu; hedgehog fails there */
+int ln_feature_map_backward_cuda(ln_node *n);
+#endif
+
 static const ln_op feature_map_op = {
     .name = "feature_map",
-    .forward = {[LN_CPU] = feature_map_forward_cpu},
-    .backward = {[LN_CPU] = feature_map_backward_cpu},
+    .forward = {[LN_CPU] = feature_map_forward_cpu LN_ON_CUDA(ln_feature_map_forward_cuda)},
+    .backward = {[LN_CPU] = feature_map_backward_cpu LN_ON_CUDA(ln_feature_map_backward_cuda)},
 };
 
 ln_tensor *ln_feature_map(ln_tensor *x, ln_feature_map_kind kind, ln_tensor *weight) {

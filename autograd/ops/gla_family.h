@@ -41,4 +41,10 @@ int gla_io_accum_grads(ln_node *n, const gla_io *io, const double *dq, const dou
 int gla_family_forward_cpu(ln_node *n);
 int gla_family_backward_cpu(ln_node *n);
 
+#ifdef LINNET_CUDA
+/* gla_fwd.cu, gla_bwd.cu: the chunkwise kernels (the normalized linear_attention fails there). */
+int gla_family_forward_cuda(ln_node *n);
+int gla_family_backward_cuda(ln_node *n);
+#endif
+
 #endif

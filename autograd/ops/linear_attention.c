@@ -100,8 +100,8 @@ static int linear_attention_backward_cpu(ln_node *n) {
 
 static const ln_op linear_attention_op = {
     .name = "linear_attention",
-    .forward = {[LN_CPU] = linear_attention_forward_cpu},
-    .backward = {[LN_CPU] = linear_attention_backward_cpu},
+    .forward = {[LN_CPU] = linear_attention_forward_cpu LN_ON_CUDA(gla_family_forward_cuda)},
+    .backward = {[LN_CPU] = linear_attention_backward_cpu LN_ON_CUDA(gla_family_backward_cuda)},
 };
 
 ln_tensor *ln_linear_attention(ln_tensor *q, ln_tensor *k, ln_tensor *v, bool normalize, const ln_gla_opts *opts,

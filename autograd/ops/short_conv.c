@@ -84,10 +84,15 @@ static int short_conv_backward_cpu(ln_node *n) {
     return status;
 }
 
+#ifdef LINNET_CUDA
+int ln_short_conv_forward_cuda(ln_node *n); /* short_conv.cu */
+int ln_short_conv_backward_cuda(ln_node *n);
+#endif
+
 static const ln_op short_conv_op = {
     .name = "short_conv",
-    .forward = {[LN_CPU] = short_conv_forward_cpu},
-    .backward = {[LN_CPU] = short_conv_backward_cpu},
+    .forward = {[LN_CPU] = short_conv_forward_cpu LN_ON_CUDA(ln_short_conv_forward_cuda)},
+    .backward = {[LN_CPU] = short_conv_backward_cpu LN_ON_CUDA(ln_short_conv_backward_cuda)},
 };
 
 static bool check_cu(const ln_tensor *cu, const ln_tensor *x) {

@@ -4,8 +4,8 @@
 
 static const ln_op simple_gla_op = {
     .name = "simple_gla",
-    .forward = {[LN_CPU] = gla_family_forward_cpu},
-    .backward = {[LN_CPU] = gla_family_backward_cpu},
+    .forward = {[LN_CPU] = gla_family_forward_cpu LN_ON_CUDA(gla_family_forward_cuda)},
+    .backward = {[LN_CPU] = gla_family_backward_cpu LN_ON_CUDA(gla_family_backward_cuda)},
 };
 
 ln_tensor *ln_simple_gla(ln_tensor *q, ln_tensor *k, ln_tensor *v, ln_tensor *g, const ln_gla_opts *opts,
