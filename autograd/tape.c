@@ -6,6 +6,7 @@
 
 #include "error.h"
 #include "memory.h"
+#include "profile.h"
 
 /* One arena per process: growable arrays of nodes and tensors made since the last clear. */
 static struct {
@@ -161,7 +162,11 @@ int ln_node_run(ln_node *n) {
     ln_kernel_fn forward = n->op->forward[n->device];
     if (!forward)
         return ln_fail("%s: no %s forward kernel yet", n->op->name, ln_device_name(n->device));
-    if (forward(n)) return ln_fail_context("%s forward", n->op->name);
+    bool timed = ln_profile_enabled();
+    if (timed) ln_profile_begin(n, false);
+    int failed = forward(n);
+    if (timed) ln_profile_end(n, false);
+    if (failed) return ln_fail_context("%s forward", n->op->name);
     bool needs_grad = false;
     for (int i = 0; i < n->n_in; i++) needs_grad |= n->in[i]->requires_grad;
     if (grad_enabled && needs_grad) {
@@ -210,7 +215,10 @@ int ln_backward_from(ln_tensor *root, const ln_tensor *seed) {
                 status = ln_fail("%s: no %s backward kernel yet", n->op->name, ln_device_name(n->device));
                 break;
             }
+            bool timed = ln_profile_enabled();
+            if (timed) ln_profile_begin(n, true);
             if (backward(n)) status = ln_fail_context("%s backward", n->op->name);
+            if (timed) ln_profile_end(n, true);
         }
         /* a reader that got no gradient still counts as done: its leaves wait for it no longer */
         for (int k = 0; hooked && status == LN_OK && k < n->n_in; k++) {
@@ -243,6 +251,7 @@ int ln_backward(ln_tensor *root) {
 }
 
 void ln_tape_clear(void) {
+    if (ln_profile_enabled()) ln_profile_flush();
     for (size_t i = 0; i < arena.n_nodes; i++) free(arena.nodes[i]);
     arena.n_nodes = 0;
     for (size_t i = 0; i < arena.n_tensors; i++) {

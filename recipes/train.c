@@ -13,6 +13,7 @@
 #include "autograd/autocast.h"
 #include "autograd/error.h"
 #include "autograd/ops.h"
+#include "autograd/profile.h"
 #include "autograd/memory.h"
 #include "checkpoints/checkpoint.h"
 #include "distributed/grad_sync.h"
@@ -215,6 +216,7 @@ static int loop(run *r) {
         if (status) break;
         r->step++;
         double dt = now_seconds() - t0, tps = tokens_per_step / dt;
+        if (ln_profile_enabled() && r->step == first + 2) ln_profile_reset(); /* warm-up steps not counted */
         double val_loss = NAN;
         if (r->val && c->eval.every > 0 && (r->step % c->eval.every == 0 || r->step == c->train.steps))
             status = evaluate(r, &val_loss);
@@ -237,6 +239,12 @@ static int loop(run *r) {
         }
         if (status == LN_OK && ((c->ckpt.every > 0 && r->step % c->ckpt.every == 0) || r->step == last))
             status = save_checkpoint(r);
+    }
+    if (ln_profile_enabled() && r->comm->rank == 0 && r->step > first + 2) {
+        char title[96];
+        snprintf(title, sizeof title, "LINNET_PROFILE: op time over steps %lld..%lld", (long long)first + 3,
+                 (long long)r->step);
+        ln_profile_print(stdout, title);
     }
 #ifdef LINNET_CUDA
     if (r->device == LN_CUDA && r->comm->rank == 0) {

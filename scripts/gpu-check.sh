@@ -16,6 +16,8 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release > "$out/cmake.txt" 2>&1 || { tail -30 "$out/cmake.txt"; exit 1; }
 cmake --build build -j 16 > "$out/build.txt" 2>&1 || { grep -E "error" "$out/build.txt" | head -30; exit 1; }
 (cd build && ctest --output-on-failure -j 4 -LE gpu) > "$out/ctest-cpu.txt" 2>&1; tail -3 "$out/ctest-cpu.txt"
+# suites that start the binary find it as ctest would tell them
+export LINNET_BIN=$PWD/build/linnet LINNET_SOURCE_DIR=$PWD
 for t in build/tests/test_gpu_*; do
   echo "== $t"; "$t" 2>&1 | grep -vE '^\[ (RUN|      OK) ' | tee -a "$out/gpu-tests.txt" | grep -E "rel. error .* > |FAILED|PASSED|ERROR|skip" | head -40
 done
