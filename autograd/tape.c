@@ -86,6 +86,21 @@ ln_tensor *ln_grad_of(ln_tensor *t) {
     return t->grad;
 }
 
+bool ln_grad_adopt(ln_tensor *t, ln_tensor *g) {
+    if (t->grad || !t->in_arena || !g || g->dtype != t->dtype || g->device != t->device || g->numel != t->numel)
+        return false;
+    ln_tensor *view = calloc(1, sizeof *view);
+    if (!view) return false; /* the caller accumulates instead */
+    *view = (ln_tensor){.dtype = t->dtype, .device = t->device, .ndim = t->ndim, .numel = t->numel, .data = g->data};
+    memcpy(view->shape, t->shape, sizeof view->shape);
+    if (arena_adopt(view)) {
+        free(view);
+        return false;
+    }
+    t->grad = view;
+    return true;
+}
+
 ln_node *ln_node_begin(const ln_op *op, int n_in, ln_tensor *const *inputs) {
     for (int i = 0; i < n_in; i++)
         if (!inputs[i]) return NULL; /* an earlier op failed: its message stands */

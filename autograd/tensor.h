@@ -72,5 +72,10 @@ int ln_f64_write(ln_tensor *t, const double *v);
 int ln_f64_accum_grad(ln_tensor *t, const double *dv);
 /* The gradient tensor of t, made (zero) if absent. */
 ln_tensor *ln_grad_of(ln_tensor *t);
+/* In a backward: lets t's gradient be g's storage, with no copy, when t has none yet and is an
+ * op's result (arena) of g's dtype, device and size. For a node whose input gradient equals its
+ * output gradient (reshape, add): the output's gradient is final once the node's backward runs, so
+ * its buffer can carry on as the input's. Returns true when it did; false means accumulate. */
+bool ln_grad_adopt(ln_tensor *t, ln_tensor *g);
 
 #endif

@@ -118,10 +118,13 @@ extern "C" int ln_add_forward_cuda(ln_node *n) {
 extern "C" int ln_add_backward_cuda(ln_node *n) {
     ln_tensor *a = n->in[0], *b = n->in[1], *dy = n->out[0]->grad;
     if (!dy) return LN_OK;
-    if (a->requires_grad) {
+    // da = dy: the first input without a gradient yet takes dy's buffer (no copy); a + a does not
+    bool adopted = a->requires_grad && a != b && ln_grad_adopt(a, dy);
+    if (a->requires_grad && !adopted) {
         ln_tensor *ga = ln_grad_of(a);
         if (!ga || ln_cuda_add_into(ga, dy)) return LN_ERR;
     }
+    if (b->requires_grad && !adopted && a != b && ln_grad_adopt(b, dy)) return LN_OK;
     if (b->requires_grad) {
         ln_tensor *gb = ln_grad_of(b);
         if (!gb) return LN_ERR;
