@@ -12,6 +12,7 @@
 
 #include "autograd/cuda/cuda_context.h"
 #include "autograd/memory.h"
+#include "autograd/rng.h"
 #include "gpu/gpu_testing.h"
 #include "testing.h"
 
@@ -188,6 +189,72 @@ static void embedding_matches_cpu(void **state) {
     ln_tensor_free(ids);
 }
 
+/* Long runs of equal ids. The backward cuts the sorted ids into chunks of 64 entries: a run inside
+ * one chunk, a run ending exactly at a chunk's end, a whole chunk of one run and a run across many
+ * chunks all take different paths. */
+static void check_ids(const char *what, int64_t V, int64_t D, ln_tensor *ids, uint64_t seed) {
+    ln_tensor *w = gpu_randn(2, (int64_t[]){V, D}, 1.0, seed);
+    ln_tensor *in[2] = {w, ids};
+    check_both(what, embedding_of, NULL, 2, in);
+    ln_tensor_free(w);
+    ln_tensor_free(ids);
+}
+
+/* ids whose sorted order is runs of the given lengths (run r has id r), in shuffled positions */
+static ln_tensor *ids_with_runs(const int *len, int runs, uint64_t seed) {
+    int64_t n = 0;
+    for (int r = 0; r < runs; r++) n += len[r];
+    ln_tensor *ids = ln_tensor_new(LN_I32, LN_CPU, 1, (int64_t[]){n});
+    assert_tensor(ids);
+    int32_t *v = ids->data;
+    for (int r = 0, i = 0; r < runs; r++)
+        for (int k = 0; k < len[r]; k++) v[i++] = r;
+    ln_rng rng;
+    ln_rng_seed(&rng, seed);
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)ln_rng_below(&rng, (uint64_t)i + 1);
+        int32_t t = v[i];
+        v[i] = v[j];
+        v[j] = t;
+    }
+    return ids;
+}
+
+static ln_tensor *embedding_twice_of(ln_tensor *const *in, void *ctx) {
+    return ln_add(ln_embedding(in[0], in[1]), ln_embedding(in[0], in[2]));
+}
+
+static void embedding_long_runs_match_cpu(void **state) {
+    NEED_GPU();
+    /* D = 40: 16-byte accesses for f32 and bf16; D = 67: element by element */
+    check_ids("embedding 5000 ids of 3 D=40", 3, 40, gpu_randint(1, (int64_t[]){5000}, 3, 200), 201);
+    check_ids("embedding 5000 ids of 3 D=67", 3, 67, gpu_randint(1, (int64_t[]){5000}, 3, 202), 203);
+    ln_tensor *same = gpu_randint(2, (int64_t[]){50, 100}, 1, 204);
+    for (int64_t i = 0; i < same->numel; i++) ln_set(same, i, 5);
+    check_ids("embedding 5000 ids all 5", 10, 40, same, 205);
+    check_ids("embedding 130 ids V=7", 7, 67, gpu_randint(1, (int64_t[]){130}, 7, 206), 207);
+    /* past 65536 ids the chunks grow past the 64 entries staged at a time */
+    check_ids("embedding 70000 ids of 5", 5, 8, gpu_randint(1, (int64_t[]){70000}, 5, 208), 209);
+    check_ids("embedding 1100 wide rows", 4, 1100, gpu_randint(1, (int64_t[]){300}, 4, 210), 211);
+
+    /* sorted runs at offsets: [0,1) [1,64) ends at a chunk end; [64,128) [128,192) whole chunks;
+     * [192,257) one past; [257,386) over two ends; short ones; a 3000 run; [3458,3522) 64 long off
+     * the grid; [3583,3585) two entries across the end at 3584; and a tail */
+    static const int len[] = {1, 63, 64, 64, 65, 129, 1, 62, 2, 3000, 7, 64, 1, 60, 2, 1, 63, 64, 65};
+    int runs = (int)(sizeof len / sizeof *len);
+    check_ids("embedding runs 1..3000 D=40", runs + 1, 40, ids_with_runs(len, runs, 212), 213);
+    check_ids("embedding runs 1..3000 D=67", runs + 1, 67, ids_with_runs(len, runs, 214), 215);
+
+    /* two embeddings of one weight: the second backward adds into a gradient already there */
+    ln_tensor *w = gpu_randn(2, (int64_t[]){300, 40}, 1.0, 216);
+    ln_tensor *few = gpu_randint(1, (int64_t[]){5000}, 3, 217), *many = gpu_randint(1, (int64_t[]){5000}, 300, 218);
+    ln_tensor *in[3] = {w, few, many};
+    check_both("embedding twice, accumulated", embedding_twice_of, NULL, 3, in);
+    ln_tensor_free(w);
+    ln_tensor_free(few);
+    ln_tensor_free(many);
+}
+
 /* ---- softmax ---- */
 
 static ln_tensor *softmax_of(ln_tensor *const *in, void *ctx) { return ln_softmax(in[0]); }
@@ -289,6 +356,13 @@ static void results_repeat_bit_for_bit(void **state) {
     embed_step(w, ids, t, &loss2, &grad2);
     assert_memory_equal(loss1->data, loss2->data, sizeof(float));
     assert_memory_equal(grad1->data, grad2->data, (size_t)grad1->numel * sizeof(float));
+    /* long runs over many chunks of the sorted ids */
+    ln_tensor *few = gpu_randint(1, (int64_t[]){4099}, 3, 134), *loss3, *grad3, *loss4, *grad4;
+    for (int64_t i = 0; i < few->numel; i++) ln_set(few, i, 150 * ln_get(few, i));
+    embed_step(w, few, t, &loss3, &grad3);
+    embed_step(w, few, t, &loss4, &grad4);
+    assert_memory_equal(loss3->data, loss4->data, sizeof(float));
+    assert_memory_equal(grad3->data, grad4->data, (size_t)grad3->numel * sizeof(float));
 
     ln_tensor *big = gpu_randn(1, (int64_t[]){3000001}, 1.0, 133);
     ln_tensor *d = upload(big);
@@ -296,7 +370,7 @@ static void results_repeat_bit_for_bit(void **state) {
     assert_memory_equal(s1->data, s2->data, sizeof(float));
     ln_tape_clear();
 
-    ln_tensor *all[] = {w, ids, t, loss1, grad1, loss2, grad2, big, d, s1, s2};
+    ln_tensor *all[] = {w, ids, t, loss1, grad1, loss2, grad2, few, loss3, grad3, loss4, grad4, big, d, s1, s2};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) ln_tensor_free(all[i]);
 }
 
@@ -336,6 +410,56 @@ static void bad_ids_never_crash(void **state) {
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) ln_tensor_free(all[i]);
 }
 
+/* The backward skips bad ids (the CPU path refuses them, so the reference is computed here): runs
+ * of ids below 0 and past the end, across chunk ends, around good ones. */
+static void bad_ids_skipped_in_backward(void **state) {
+    NEED_GPU();
+    const int64_t V = 12, D = 40, N = 1000;
+    unsetenv("LINNET_CHECK_IDS");
+    ln_tensor *w_f32 = gpu_randn(2, (int64_t[]){V, D}, 1.0, 150);
+    ln_tensor *ids_host = gpu_randint(1, (int64_t[]){N}, 18, 151);
+    for (int64_t i = 0; i < N; i++) ln_set(ids_host, i, ln_get(ids_host, i) - 3); /* in [-3, 15) */
+    ln_tensor *seed_f32 = gpu_randn(2, (int64_t[]){N, D}, 1.0, 152);
+    const ln_dtype dtypes[] = {LN_F32, LN_BF16};
+    for (int k = 0; k < 2; k++) {
+        ln_dtype dt = dtypes[k];
+        ln_tensor *w_host = ln_tensor_new(dt, LN_CPU, 2, w_f32->shape);
+        ln_tensor *seed_host = ln_tensor_new(dt, LN_CPU, 2, seed_f32->shape);
+        assert_tensor(w_host);
+        assert_tensor(seed_host);
+        assert_ok(ln_tensor_copy(w_host, w_f32));
+        assert_ok(ln_tensor_copy(seed_host, seed_f32));
+        ln_tensor *w = upload(w_host), *ids = upload(ids_host), *seed = upload(seed_host);
+        w->requires_grad = true;
+        ln_tensor *y = ln_embedding(w, ids);
+        assert_tensor(y);
+        assert_ok(ln_backward_from(y, seed));
+        assert_ok(ln_cuda_sync("bad ids backward"));
+        ln_tensor *g = download(w->grad);
+        double *want = calloc((size_t)(V * D), sizeof *want);
+        assert_non_null(want);
+        for (int64_t i = 0; i < N; i++) {
+            int64_t id = (int64_t)ln_get(ids_host, i);
+            if (id < 0 || id >= V) continue;
+            for (int64_t d = 0; d < D; d++) want[id * D + d] += ln_get(seed_host, i * D + d);
+        }
+        double tol = dt == LN_F32 ? 1e-4 : 2e-2;
+        for (int64_t e = 0; e < V * D; e++) {
+            double got = ln_get(g, e);
+            if (!(fabs(got - want[e]) <= tol * (1.0 + fabs(want[e]))))
+                fail_msg("bad ids backward %s: grad[%lld] = %g, want %g", dt == LN_F32 ? "f32" : "bf16", (long long)e,
+                         got, want[e]);
+        }
+        free(want);
+        ln_tape_clear();
+        ln_tensor *all[] = {w_host, seed_host, w, ids, seed, g};
+        for (size_t i = 0; i < sizeof all / sizeof *all; i++) ln_tensor_free(all[i]);
+    }
+    ln_tensor_free(w_f32);
+    ln_tensor_free(ids_host);
+    ln_tensor_free(seed_f32);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(matmul_matches_cpu),
@@ -345,10 +469,12 @@ int main(void) {
         cmocka_unit_test(activations_match_cpu),
         cmocka_unit_test(reductions_match_cpu),
         cmocka_unit_test(embedding_matches_cpu),
+        cmocka_unit_test(embedding_long_runs_match_cpu),
         cmocka_unit_test(softmax_matches_cpu),
         cmocka_unit_test(cross_entropy_matches_cpu),
         cmocka_unit_test(results_repeat_bit_for_bit),
         cmocka_unit_test(bad_ids_never_crash),
+        cmocka_unit_test(bad_ids_skipped_in_backward),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
