@@ -6,6 +6,7 @@
 #include "error.h"
 
 #ifdef LINNET_CUDA
+void *ln_cuda_alloc(size_t bytes);
 void *ln_cuda_alloc_zeroed(size_t bytes);
 void ln_cuda_free(void *ptr);
 void ln_cuda_memset0(void *ptr, size_t bytes);
@@ -26,6 +27,13 @@ void *ln_device_alloc_zeroed(ln_device device, size_t bytes) {
     ln_fail("this build of linnet has no CUDA backend (nvcc was not found at build time)");
     return NULL;
 #endif
+}
+
+void *ln_device_alloc(ln_device device, size_t bytes) {
+#ifdef LINNET_CUDA
+    if (device == LN_CUDA) return ln_cuda_alloc(bytes);
+#endif
+    return ln_device_alloc_zeroed(device, bytes); /* host memory: calloc costs next to nothing */
 }
 
 void ln_device_free(ln_device device, void *ptr) {

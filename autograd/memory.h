@@ -9,6 +9,8 @@
 #include "tensor.h"
 
 void *ln_device_alloc_zeroed(ln_device device, size_t bytes); /* NULL + message on failure */
+/* Contents undefined on the GPU (zero on the host): for buffers a kernel writes in full. */
+void *ln_device_alloc(ln_device device, size_t bytes);
 void ln_device_free(ln_device device, void *ptr);
 void ln_device_memset0(ln_device device, void *ptr, size_t bytes);
 int ln_device_copy(ln_device dst_device, void *dst, ln_device src_device, const void *src, size_t bytes);

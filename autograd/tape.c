@@ -86,6 +86,19 @@ ln_tensor *ln_grad_of(ln_tensor *t) {
     return t->grad;
 }
 
+ln_tensor *ln_grad_for_write(ln_tensor *t, bool *accumulate) {
+    *accumulate = t->grad != NULL || !t->in_arena;
+    if (*accumulate) return ln_grad_of(t); /* leaves keep zeroed, persistent grads */
+    ln_tensor *g = ln_tensor_new_uninit(t->dtype, t->device, t->ndim, t->shape);
+    if (g && arena_adopt(g)) {
+        ln_tensor_free(g);
+        return NULL;
+    }
+    if (g) g->in_arena = true;
+    t->grad = g;
+    return g;
+}
+
 bool ln_grad_adopt(ln_tensor *t, ln_tensor *g) {
     if (t->grad || !t->in_arena || !g || g->dtype != t->dtype || g->device != t->device || g->numel != t->numel)
         return false;
@@ -133,7 +146,12 @@ ln_tensor *ln_node_output(ln_node *n, ln_dtype dtype, int ndim, const int64_t *s
         ln_fail("%s: too many outputs", n->op->name);
         return NULL;
     }
-    ln_tensor *t = ln_arena_tensor(dtype, n->device, ndim, shape);
+    /* not zero-filled on the GPU: the forward writes every element (poisoned GPU tests prove it) */
+    ln_tensor *t = ln_tensor_new_uninit(dtype, n->device, ndim, shape);
+    if (t && arena_adopt(t)) {
+        ln_tensor_free(t);
+        return NULL;
+    }
     if (t && ln_poison_outputs() && ln_device_poison(t->device, t->data, (size_t)t->numel * ln_dtype_size(dtype)))
         return NULL;
     if (t) n->out[n->n_out++] = t;

@@ -28,7 +28,7 @@ int64_t ln_shape_numel(int ndim, const int64_t *shape) {
     return n;
 }
 
-ln_tensor *ln_tensor_new(ln_dtype dtype, ln_device device, int ndim, const int64_t *shape) {
+static ln_tensor *tensor_alloc(ln_dtype dtype, ln_device device, int ndim, const int64_t *shape, bool zero) {
     if (ndim < 0 || ndim > LN_MAX_DIMS) {
         ln_fail("tensor: %d dimensions (at most %d)", ndim, LN_MAX_DIMS);
         return NULL;
@@ -50,13 +50,21 @@ ln_tensor *ln_tensor_new(ln_dtype dtype, ln_device device, int ndim, const int64
     t->numel = ln_shape_numel(ndim, shape);
     t->owns_data = true;
     size_t bytes = (size_t)t->numel * ln_dtype_size(dtype);
-    t->data = ln_device_alloc_zeroed(device, bytes ? bytes : 1);
+    t->data = zero ? ln_device_alloc_zeroed(device, bytes ? bytes : 1) : ln_device_alloc(device, bytes ? bytes : 1);
     if (!t->data) {
         free(t);
         ln_fail_context("tensor of %zu bytes", bytes);
         return NULL;
     }
     return t;
+}
+
+ln_tensor *ln_tensor_new(ln_dtype dtype, ln_device device, int ndim, const int64_t *shape) {
+    return tensor_alloc(dtype, device, ndim, shape, true);
+}
+
+ln_tensor *ln_tensor_new_uninit(ln_dtype dtype, ln_device device, int ndim, const int64_t *shape) {
+    return tensor_alloc(dtype, device, ndim, shape, false);
 }
 
 ln_tensor *ln_tensor_new_like(const ln_tensor *t) { return ln_tensor_new(t->dtype, t->device, t->ndim, t->shape); }

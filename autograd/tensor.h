@@ -38,6 +38,9 @@ const char *ln_device_name(ln_device device);
 /* A caller-owned tensor, zero-filled. Returns NULL (message set) on bad shape or no memory. */
 ln_tensor *ln_tensor_new(ln_dtype dtype, ln_device device, int ndim, const int64_t *shape);
 ln_tensor *ln_tensor_new_like(const ln_tensor *t);
+/* As ln_tensor_new, but on the GPU the contents are undefined (no fill pass): for op outputs,
+ * every element of which the kernel writes (the GPU tests poison outputs to prove it). */
+ln_tensor *ln_tensor_new_uninit(ln_dtype dtype, ln_device device, int ndim, const int64_t *shape);
 void ln_tensor_free(ln_tensor *t);
 /* Sets the gradient to zero (keeping its buffer). */
 void ln_tensor_zero_grad(ln_tensor *t);
@@ -77,5 +80,8 @@ ln_tensor *ln_grad_of(ln_tensor *t);
  * output gradient (reshape, add): the output's gradient is final once the node's backward runs, so
  * its buffer can carry on as the input's. Returns true when it did; false means accumulate. */
 bool ln_grad_adopt(ln_tensor *t, ln_tensor *g);
+/* t's gradient for a kernel that writes every element: an existing one (*accumulate = true: add
+ * into it), or a new one left unfilled (*accumulate = false: store, no zero-fill pass). */
+ln_tensor *ln_grad_for_write(ln_tensor *t, bool *accumulate);
 
 #endif

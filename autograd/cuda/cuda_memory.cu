@@ -14,11 +14,16 @@
         }                                                                                          \
     } while (0)
 
-extern "C" void *ln_cuda_alloc_zeroed(size_t bytes) {
+extern "C" void *ln_cuda_alloc(size_t bytes) {
     if (ln_cuda_init(0)) return NULL;
     void *ptr = NULL;
     TRY_OR(cudaMallocAsync(&ptr, bytes, ln_stream()), NULL);
-    TRY_OR(cudaMemsetAsync(ptr, 0, bytes, ln_stream()), NULL);
+    return ptr;
+}
+
+extern "C" void *ln_cuda_alloc_zeroed(size_t bytes) {
+    void *ptr = ln_cuda_alloc(bytes);
+    if (ptr) TRY_OR(cudaMemsetAsync(ptr, 0, bytes, ln_stream()), NULL);
     return ptr;
 }
 

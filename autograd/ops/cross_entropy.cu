@@ -11,6 +11,7 @@
 // LINNET_CHECK_IDS set (to anything but "0") the forward finds the first one and syncs once to
 // report it as the CPU path does (see embedding.cu).
 #include <limits.h>
+#include <stdint.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,35 +40,56 @@ static __device__ A ce_block_sum(A v) {
     return v;
 }
 
-// The block's max, likewise.
-static __device__ float ce_block_max(float v) {
-    __shared__ float warp_vals[32];
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+__device__ __forceinline__ bool counted(int t, long long V) { return t >= 0 && t < V; }
+
+// Online log-sum-exp state (max m, sum s of exp(x - m)) and its merge; an empty side has
+// m = -inf, s = 0, and two empty sides stay empty (no inf - inf).
+struct lse_state {
+    float m, s;
+};
+__device__ __forceinline__ lse_state lse_merge(lse_state a, lse_state b) {
+    float m = fmaxf(a.m, b.m);
+    if (m == -INFINITY) return {m, 0.0f};
+    return {m, a.s * expf(a.m - m) + b.s * expf(b.m - m)};
+}
+
+// The block's merged state, in every thread, the same tree every run.
+static __device__ lse_state lse_block_merge(lse_state v) {
+    __shared__ float ms[32], ss[32];
+    for (int o = 16; o > 0; o >>= 1)
+        v = lse_merge(v, {__shfl_xor_sync(0xffffffffu, v.m, o), __shfl_xor_sync(0xffffffffu, v.s, o)});
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
     __syncthreads();
-    if (lane == 0) warp_vals[warp] = v;
+    if (lane == 0) ms[warp] = v.m, ss[warp] = v.s;
     __syncthreads();
-    v = lane < warps ? warp_vals[lane] : -INFINITY;
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    v = lane < warps ? lse_state{ms[lane], ss[lane]} : lse_state{-INFINITY, 0.0f};
+    for (int o = 16; o > 0; o >>= 1)
+        v = lse_merge(v, {__shfl_xor_sync(0xffffffffu, v.m, o), __shfl_xor_sync(0xffffffffu, v.s, o)});
     return v;
 }
 
-__device__ __forceinline__ bool counted(int t, long long V) { return t >= 0 && t < V; }
-
-// One block per row: lse[r], and row_loss[r] = lse[r] - x[r, target] (0 when not counted).
+// One block per row, one pass over the logits (8 at a time where rows are 16-byte aligned):
+// lse[r], and row_loss[r] = lse[r] - x[r, target] (0 when not counted).
 template <typename T>
 __global__ void ce_forward_rows_kernel(const T *x, const int *targets, float *lse, float *row_loss, long long rows,
-                                       long long V, unsigned long long *first_bad) {
+                                       long long V, bool vec, unsigned long long *first_bad) {
     for (long long r = blockIdx.x; r < rows; r += gridDim.x) { // uniform per block
         const T *xr = x + r * V;
-        float max = -INFINITY;
-        for (long long j = threadIdx.x; j < V; j += blockDim.x) max = fmaxf(max, ln_load(xr, j));
-        max = ce_block_max(max);
-        float total = 0.0f;
-        for (long long j = threadIdx.x; j < V; j += blockDim.x) total += expf(ln_load(xr, j) - max);
-        total = ce_block_sum(total);
+        lse_state st = {-INFINITY, 0.0f};
+        if (vec) {
+            for (long long j = 8LL * threadIdx.x; j < V; j += 8LL * blockDim.x) {
+                float v[8], m = -INFINITY, s = 0.0f;
+                ln_load8(xr + j, v);
+                for (int i = 0; i < 8; i++) m = fmaxf(m, v[i]);
+                for (int i = 0; i < 8; i++) s += expf(v[i] - m);
+                st = lse_merge(st, {m, s});
+            }
+        } else {
+            for (long long j = threadIdx.x; j < V; j += blockDim.x) st = lse_merge(st, {ln_load(xr, j), 1.0f});
+        }
+        st = lse_block_merge(st);
         if (threadIdx.x == 0) {
-            float l = max + logf(total);
+            float l = st.m + logf(st.s);
             int t = targets[r];
             lse[r] = l;
             row_loss[r] = counted(t, V) ? l - ln_load(xr, t) : 0.0f;
@@ -99,22 +121,42 @@ __global__ void ce_backward_scale_kernel(const int *targets, long long rows, lon
     if (threadIdx.x == 0) scale[0] = ln_load(dloss, 0) / (float)(c ? c : 1);
 }
 
-// One block per row: dx[r, j] += (exp(x - lse) - [j == target]) * scale, counted rows only.
+// One block per row: dx[r, j] (+)= (exp(x - lse) - [j == target]) * scale for counted rows; with
+// accumulate false dx is a fresh buffer, stored in full (zeros for ignored rows).
 template <typename T>
 __global__ void ce_backward_rows_kernel(const T *x, const int *targets, const float *lse, const float *scale, T *dx,
-                                        long long rows, long long V) {
+                                        long long rows, long long V, bool vec, bool accumulate) {
     float s = scale[0];
     for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
         int t = targets[r];
-        if (!counted(t, V)) continue;
+        bool live = counted(t, V);
+        if (!live && accumulate) continue;
         const T *xr = x + r * V;
         T *dr = dx + r * V;
-        float l = lse[r];
-        for (long long j = threadIdx.x; j < V; j += blockDim.x) {
-            float p = expf(ln_load(xr, j) - l) * s - (j == t ? s : 0.0f);
-            ln_store(dr, j, ln_load(dr, j) + p);
+        float l = lse[r], rs = live ? s : 0.0f;
+        if (vec) {
+            for (long long j = 8LL * threadIdx.x; j < V; j += 8LL * blockDim.x) {
+                float v[8], old[8];
+                ln_load8(xr + j, v);
+                if (accumulate) ln_load8(dr + j, old);
+                for (int i = 0; i < 8; i++) {
+                    float p = expf(v[i] - l) * rs - (j + i == t ? rs : 0.0f);
+                    v[i] = accumulate ? old[i] + p : p;
+                }
+                ln_store8(dr + j, v);
+            }
+        } else {
+            for (long long j = threadIdx.x; j < V; j += blockDim.x) {
+                float p = expf(ln_load(xr, j) - l) * rs - (j == t ? rs : 0.0f);
+                ln_store(dr, j, accumulate ? ln_load(dr, j) + p : p);
+            }
         }
     }
+}
+
+// 8 at a time when every row starts 16-byte aligned.
+static bool rows_vectorizable(const void *p, long long V, size_t elem) {
+    return V % 8 == 0 && (V * (long long)elem) % 16 == 0 && ((uintptr_t)p % 16) == 0;
 }
 
 static unsigned row_grid(long long rows) { return rows < (1LL << 20) ? (unsigned)rows : (1u << 20); }
@@ -137,7 +179,8 @@ extern "C" int ln_cross_entropy_forward_cuda(ln_node *n) {
     if (status == cudaSuccess && rows > 0) {
         LN_DISPATCH_FLOAT(lt->dtype, "cross_entropy", {
             ce_forward_rows_kernel<T><<<row_grid(rows), THREADS, 0, ln_stream()>>>(
-                (const T *)lt->data, (const int *)tt->data, (float *)lse_t->data, row_loss, rows, V, first_bad);
+                (const T *)lt->data, (const int *)tt->data, (float *)lse_t->data, row_loss, rows, V,
+                rows_vectorizable(lt->data, V, sizeof(T)), first_bad);
         });
         status = cudaPeekAtLastError();
     }
@@ -172,7 +215,8 @@ extern "C" int ln_cross_entropy_backward_cuda(ln_node *n) {
     if (!out->grad || !n->in[0]->requires_grad) return LN_OK;
     ln_tensor *lt = ln_node_saved(n, 0), *tt = ln_node_saved(n, 1), *lse_t = ln_node_saved(n, 2);
     long long V = lt->shape[lt->ndim - 1], rows = tt->numel;
-    ln_tensor *dx = ln_grad_of(n->in[0]);
+    bool accumulate;
+    ln_tensor *dx = ln_grad_for_write(n->in[0], &accumulate);
     if (!dx) return LN_ERR;
     if (rows == 0 || V == 0) return LN_OK;
     if (lt->dtype != LN_F32 && lt->dtype != LN_BF16)
@@ -185,8 +229,10 @@ extern "C" int ln_cross_entropy_backward_cuda(ln_node *n) {
                                                                          (const float *)out->grad->data, scale);
         status = cudaPeekAtLastError();
         if (status == cudaSuccess) {
+            bool vec = rows_vectorizable(lt->data, V, sizeof(T)) && rows_vectorizable(dx->data, V, sizeof(T));
             ce_backward_rows_kernel<T><<<row_grid(rows), THREADS, 0, ln_stream()>>>(
-                (const T *)lt->data, (const int *)tt->data, (const float *)lse_t->data, scale, (T *)dx->data, rows, V);
+                (const T *)lt->data, (const int *)tt->data, (const float *)lse_t->data, scale, (T *)dx->data, rows, V,
+                vec, accumulate);
             status = cudaPeekAtLastError();
         }
     });
