@@ -28,6 +28,7 @@
 // bits between runs. Design, measurements and what is left: docs/attention-kernel.md.
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "autograd/cuda/cuda_check.cuh"
 
@@ -49,6 +50,7 @@ struct AttnParams {
     float *lse, *delta, *dq_acc;
     void *dq, *dk, *dv;
     int B, T, S, Hq, Hkv, D, group, causal;
+    int order; // grid order (exploration): 0 block-major (old), 1 head-major, block index fastest
     float scale;
 };
 
@@ -63,6 +65,11 @@ __device__ __forceinline__ uint32_t smem_u32(const void *p) {
 // 16 bytes global -> shared, bypassing L1; zero-filled when !valid (src is then not read).
 __device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, bool valid) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0)
+                 : "memory");
+}
+// 4 bytes global -> shared (through L1); zero-filled when !valid.
+__device__ __forceinline__ void cp_async4(uint32_t dst, const void *src, bool valid) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 4 : 0)
                  : "memory");
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
@@ -179,14 +186,6 @@ __device__ __forceinline__ void ldsm_a_km(uint32_t (&a)[4], const bf16 *s, int k
     ldsm_x4_t(a, base + 2u * (k0 * LD + mc * 16));
 }
 
-// Accumulators of two adjacent 16x8 tiles (C layout) as one bf16 A fragment (16x16).
-__device__ __forceinline__ void acc_to_a(uint32_t (&a)[4], const float (&c0)[4], const float (&c1)[4]) {
-    a[0] = pack_bf16(c0[0], c0[1]);
-    a[1] = pack_bf16(c0[2], c0[3]);
-    a[2] = pack_bf16(c1[0], c1[1]);
-    a[3] = pack_bf16(c1[2], c1[3]);
-}
-
 // ---------------------------------------------------------------------------------------------
 // Fast forward
 // ---------------------------------------------------------------------------------------------
@@ -207,15 +206,20 @@ struct FwdState {
     float m[MT][2], l[MT][2];
 };
 
-// One (q-block, kv-block) step of the forward for one warp: S = Q K^T, mask, online softmax,
-// O += P V. sQ/sK/sV are the CTA's tiles, wrow the warp's first row in the q-block, m0/n0 the
-// tiles' global first query/key.
+// One (q-block, kv-block) step of the forward for one warp, in two halves: fwd_scores (S = Q K^T,
+// mask, online softmax, P as bf16 A fragments) and fwd_pv (O += P V). sQ/sK/sV are the CTA's tiles
+// (with kQReg, qf holds the warp's Q fragments and sQ is not read), wrow the warp's first row in
+// the q-block, m0/n0 the tiles' global first query/key.
 // kPos (scale > 0): the row max is taken on raw scores (st.m in raw units) and the scale folds into
 // one FFMA per probability; otherwise scores are scaled first (st.m in log2 units).
-template <class Cfg, bool kPos>
-__device__ __forceinline__ void fwd_tile(FwdState<Cfg::D, Cfg::MT> &st, const bf16 *sQ, const bf16 *sK,
-                                         const bf16 *sV, int wrow, int m0, int n0, bool need_mask,
-                                         const AttnParams &p, float sl2, int lane) {
+// P goes to bf16 as soon as each pair of probabilities is known (the f32 scores die there), laid
+// out as the m16n8k16 A fragment: the C fragment of n-tiles 2kk, 2kk+1 is the A fragment of k-step
+// kk, so no shared-memory round trip.
+template <class Cfg, bool kPos, bool kQReg>
+__device__ __forceinline__ void fwd_scores(FwdState<Cfg::D, Cfg::MT> &st, uint32_t (&pf)[Cfg::MT][Cfg::Bc / 16][4],
+                                           const uint32_t (&qf)[Cfg::MT][Cfg::D / 16][4], const bf16 *sQ,
+                                           const bf16 *sK, int wrow, int m0, int n0, bool need_mask,
+                                           const AttnParams &p, float sl2, int lane) {
     constexpr int D = Cfg::D, MT = Cfg::MT, Bc = Cfg::Bc, NTL = Bc / 8;
     const int g = lane >> 2, tg = lane & 3;
     float s[MT][NTL][4];
@@ -229,7 +233,14 @@ __device__ __forceinline__ void fwd_tile(FwdState<Cfg::D, Cfg::MT> &st, const bf
     for (int ks = 0; ks < D / 16; ++ks) {
         uint32_t a[MT][4];
 #pragma unroll
-        for (int mt = 0; mt < MT; ++mt) ldsm_a<D>(a[mt], sQ, wrow + mt * 16, ks, lane);
+        for (int mt = 0; mt < MT; ++mt) {
+            if (kQReg) {
+#pragma unroll
+                for (int i = 0; i < 4; ++i) a[mt][i] = qf[mt][ks][i];
+            } else {
+                ldsm_a<D>(a[mt], sQ, wrow + mt * 16, ks, lane);
+            }
+        }
 #pragma unroll
         for (int np = 0; np < NTL / 2; ++np) {
             uint32_t b[4];
@@ -271,9 +282,8 @@ __device__ __forceinline__ void fwd_tile(FwdState<Cfg::D, Cfg::MT> &st, const bf
             float sum = 0.f;
 #pragma unroll
             for (int nt = 0; nt < NTL; ++nt) {
-                float e0 = ex2(fmaf(s[mt][nt][2 * r], f, -ms)), e1 = ex2(fmaf(s[mt][nt][2 * r + 1], f, -ms));
-                s[mt][nt][2 * r] = e0;
-                s[mt][nt][2 * r + 1] = e1;
+                const float e0 = ex2(fmaf(s[mt][nt][2 * r], f, -ms)), e1 = ex2(fmaf(s[mt][nt][2 * r + 1], f, -ms));
+                pf[mt][nt >> 1][(nt & 1) * 2 + r] = pack_bf16(e0, e1);
                 sum += e0 + e1;
             }
             st.l[mt][r] = st.l[mt][r] * alpha + sum;
@@ -283,25 +293,31 @@ __device__ __forceinline__ void fwd_tile(FwdState<Cfg::D, Cfg::MT> &st, const bf
                 st.o[mt][dt][2 * r + 1] *= alpha;
             }
         }
+}
+
+template <class Cfg>
+__device__ __forceinline__ void fwd_pv(FwdState<Cfg::D, Cfg::MT> &st, const uint32_t (&pf)[Cfg::MT][Cfg::Bc / 16][4],
+                                       const bf16 *sV, int lane) {
+    constexpr int D = Cfg::D, MT = Cfg::MT, Bc = Cfg::Bc;
 #pragma unroll
     for (int kk = 0; kk < Bc / 16; ++kk) {
-        uint32_t pa[MT][4];
-#pragma unroll
-        for (int mt = 0; mt < MT; ++mt) acc_to_a(pa[mt], s[mt][2 * kk], s[mt][2 * kk + 1]);
 #pragma unroll
         for (int dp = 0; dp < D / 16; ++dp) {
             uint32_t b[4];
             ldsm_b_kn<D>(b, sV, kk * 16, dp, lane);
 #pragma unroll
             for (int mt = 0; mt < MT; ++mt) {
-                mma16816(st.o[mt][2 * dp], pa[mt], b[0], b[1]);
-                mma16816(st.o[mt][2 * dp + 1], pa[mt], b[2], b[3]);
+                mma16816(st.o[mt][2 * dp], pf[mt][kk], b[0], b[1]);
+                mma16816(st.o[mt][2 * dp + 1], pf[mt][kk], b[2], b[3]);
             }
         }
     }
 }
 
-template <class Cfg, bool kPos>
+// kQReg: the warp's Q fragments are loaded once into registers (D = 64: 32 registers) instead of
+// from shared memory at every kv block. kSplit: K and V of a kv block in separate cp.async groups,
+// S computed as soon as K is in (one more barrier a block).
+template <class Cfg, bool kPos, bool kQReg, bool kSplit>
 __global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_fwd_kernel(AttnParams p) {
     constexpr int D = Cfg::D;
     constexpr int Br = Cfg::Br, Bc = Cfg::Bc, MT = Cfg::MT, NT = Cfg::NT;
@@ -312,11 +328,19 @@ __global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_fwd_kernel(AttnPa
     bf16 *sV = sK + 2 * Bc * LD;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, tg = lane & 3;
 
-    // blockIdx.x -> (q-block, head, batch), the last (heaviest under causal) q-blocks first
+    // blockIdx.x -> (q-block, head, batch), the heaviest (last, under causal) q-blocks first:
+    // order 1 runs the q-block fastest (one head's CTAs together, sharing its K, V in L2)
     const int nqb = (p.T + Br - 1) / Br;
     const long long heads = (long long)p.B * p.Hq;
-    const int qb = nqb - 1 - (int)(blockIdx.x / heads);
-    const long long bh = blockIdx.x % heads;
+    int qb;
+    long long bh;
+    if (p.order) {
+        bh = blockIdx.x / nqb;
+        qb = nqb - 1 - (int)(blockIdx.x % nqb);
+    } else {
+        qb = nqb - 1 - (int)(blockIdx.x / heads);
+        bh = blockIdx.x % heads;
+    }
     const int h = (int)(bh % p.Hq), b = (int)(bh / p.Hq), hk = h / p.group;
     const int m0 = qb * Br, off = p.S - p.T;
     const int kv_end = p.causal ? min(p.S, min(p.T, m0 + Br) + off) : p.S;
@@ -329,6 +353,7 @@ __global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_fwd_kernel(AttnPa
 
     load_tile<Br, D, NT>(sQ, gq, qstride, m0, p.T, tid);
     load_tile<Bc, D, NT>(sK, gk, kstride, 0, p.S, tid);
+    if (kSplit) cp_async_commit(); // groups: (Q, K0), (V0)
     load_tile<Bc, D, NT>(sV, gv, kstride, 0, p.S, tid);
     cp_async_commit();
 
@@ -344,21 +369,45 @@ __global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_fwd_kernel(AttnPa
     }
     const float sl2 = p.scale * kLog2e;
     const int wrow = warp * 16 * MT;
+    uint32_t qf[MT][D / 16][4];
+    if (kQReg) {
+        if (kSplit) cp_async_wait<1>();
+        else cp_async_wait<0>();
+        __syncthreads();
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+            for (int ks = 0; ks < D / 16; ++ks) ldsm_a<D>(qf[mt][ks], sQ, wrow + mt * 16, ks, lane);
+    }
 
     for (int j = 0; j < nkb; ++j) {
         const int sg = j & 1;
-        if (j + 1 < nkb) { // prefetch the next kv block into the other stage (freed by the last barrier)
+        const bool more = j + 1 < nkb;
+        // prefetch the next kv block into the other stage (freed by the last barrier)
+        if (more) {
             load_tile<Bc, D, NT>(sK + (sg ^ 1) * Bc * LD, gk, kstride, (j + 1) * Bc, p.S, tid);
+            if (kSplit) cp_async_commit();
             load_tile<Bc, D, NT>(sV + (sg ^ 1) * Bc * LD, gv, kstride, (j + 1) * Bc, p.S, tid);
             cp_async_commit();
-            cp_async_wait<1>();
+        }
+        if (kSplit) {
+            if (more) cp_async_wait<3>(); // K_j in
+            else cp_async_wait<1>();
         } else {
-            cp_async_wait<0>();
+            if (more) cp_async_wait<1>();
+            else cp_async_wait<0>();
         }
         __syncthreads();
         const int n0 = j * Bc;
         const bool need_mask = n0 + Bc > p.S || (p.causal && n0 + Bc - 1 > m0 + off);
-        fwd_tile<Cfg, kPos>(st, sQ, sK + sg * Bc * LD, sV + sg * Bc * LD, wrow, m0, n0, need_mask, p, sl2, lane);
+        uint32_t pf[MT][Bc / 16][4];
+        fwd_scores<Cfg, kPos, kQReg>(st, pf, qf, sQ, sK + sg * Bc * LD, wrow, m0, n0, need_mask, p, sl2, lane);
+        if (kSplit) {
+            if (more) cp_async_wait<2>(); // V_j in
+            else cp_async_wait<0>();
+            __syncthreads();
+        }
+        fwd_pv<Cfg>(st, pf, sV + sg * Bc * LD, lane);
         __syncthreads();
     }
 
@@ -403,7 +452,7 @@ struct BwdCfg {
                                 2 * kStages * Br * (int)sizeof(float);
 };
 
-template <class Cfg>
+template <class Cfg, bool kAsyncL>
 __device__ __forceinline__ void bwd_tile(float (&dk)[2][Cfg::D / 16][4], float (&dv)[2][Cfg::D / 16][4],
                                           const bf16 *sK, const bf16 *sV, const bf16 *sQ, const bf16 *sdO, bf16 *sP,
                                           bf16 *sdS, const float *sL, const float *sDl, int m0, int n0, int b, int h,
@@ -447,7 +496,7 @@ __device__ __forceinline__ void bwd_tile(float (&dk)[2][Cfg::D / 16][4], float (
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
                 const int qi = wm * 32 + mt * 16 + g + 8 * r, t = m0 + qi;
-                const float l2 = sL[qi], dl = sDl[qi];
+                const float l2 = kAsyncL ? sL[qi] * kLog2e : sL[qi], dl = sDl[qi];
 #pragma unroll
                 for (int nt = 0; nt < 4; ++nt) {
                     float pr[2], ds[2];
@@ -541,7 +590,9 @@ __device__ __forceinline__ void bwd_tile(float (&dk)[2][Cfg::D / 16][4], float (
     }
 }
 
-template <class Cfg>
+// kAsyncL: lse and delta come in by 4-byte cp.async with the step's other tiles (no thread waits on
+// a global load before its step); otherwise by plain loads.
+template <class Cfg, bool kAsyncL>
 __global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_bwd_kernel(AttnParams p) {
     constexpr int D = Cfg::D, Br = Cfg::Br, Bc = Cfg::Bc, NT = Cfg::NT, NS = Cfg::kStages;
     constexpr int LD = Cfg::LD, LDP = Cfg::LDP;
@@ -556,9 +607,19 @@ __global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_bwd_kernel(AttnPa
     float *sDl = sL + NS * Br;                              // [NS][Br] delta
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, tg = lane & 3;
 
+    // blockIdx.x -> (kv-block, kv head, batch); order 1 runs the kv-block fastest (one head's CTAs
+    // together, sharing its Q, dO and dQ scratch in L2), the first (heaviest under causal) first
     const long long heads = (long long)p.B * p.Hkv;
-    const int kb = (int)(blockIdx.x / heads);
-    const long long bh = blockIdx.x % heads;
+    const int nkb = (p.S + Bc - 1) / Bc;
+    int kb;
+    long long bh;
+    if (p.order) {
+        bh = blockIdx.x / nkb;
+        kb = (int)(blockIdx.x % nkb);
+    } else {
+        kb = (int)(blockIdx.x / heads);
+        bh = blockIdx.x % heads;
+    }
     const int hk = (int)(bh % p.Hkv), b = (int)(bh / p.Hkv);
     const int n0 = kb * Bc, off = p.S - p.T;
     const int qb0 = p.causal ? max(0, n0 - off) / Br : 0;
@@ -574,7 +635,16 @@ __global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_bwd_kernel(AttnPa
         const long long base = ((long long)b * p.T * p.Hq + h) * D;
         load_tile<Br, D, NT>(sQ + sg * Br * LD, (const bf16 *)p.q + base, qstride, m0, p.T, tid);
         load_tile<Br, D, NT>(sdO + sg * Br * LD, (const bf16 *)p.dout + base, qstride, m0, p.T, tid);
-        if (tid < Br) {
+        if (kAsyncL) {
+            // rows past T read 0 and 0: their Q and dO are zero, so P = 1 and dS = 0 there, and
+            // P^T dO = 0: nothing reaches dK, dV (their dQ is never stored)
+            if (tid < 2 * Br) {
+                const int r = tid & (Br - 1), t = m0 + r;
+                const long long i = ((long long)b * p.Hq + h) * p.T + (t < p.T ? t : 0);
+                if (tid < Br) cp_async4(smem_u32(sL + sg * Br + r), p.lse + i, t < p.T);
+                else cp_async4(smem_u32(sDl + sg * Br + r), p.delta + i, t < p.T);
+            }
+        } else if (tid < Br) {
             const int t = m0 + tid;
             const long long i = ((long long)b * p.Hq + h) * p.T + t;
             sL[sg * Br + tid] = t < p.T ? p.lse[i] * kLog2e : INFINITY;
@@ -607,8 +677,8 @@ __global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_bwd_kernel(AttnPa
         __syncthreads(); // data of step it ready; P, dS of step it - 1 consumed
         const int h = hk * p.group + it / nq, m0 = (qb0 + it % nq) * Br;
         const bool need_mask = n0 + Bc > p.S || (p.causal && n0 + Bc - 1 > m0 + off);
-        bwd_tile<Cfg>(dk, dv, sK, sV, sQ + sg * Br * LD, sdO + sg * Br * LD, sP, sdS, sL + sg * Br, sDl + sg * Br,
-                       m0, n0, b, h, need_mask, p, sl2, warp, lane);
+        bwd_tile<Cfg, kAsyncL>(dk, dv, sK, sV, sQ + sg * Br * LD, sdO + sg * Br * LD, sP, sdS, sL + sg * Br,
+                               sDl + sg * Br, m0, n0, b, h, need_mask, p, sl2, warp, lane);
         if (NS < 3) __syncthreads(); // the stage is rewritten by the next prefetch
     }
     if (iters == 0) cp_async_wait<0>();
@@ -909,6 +979,13 @@ static int launch(K kernel, long long blocks, int threads, size_t smem, const At
     return LN_OK;
 }
 
+// exploration switches (LINNET_ATTN_ORDER, LINNET_ATTN_FWD bits: 1 split K/V waits, 2 Q in
+// registers (D = 64), LINNET_ATTN_BWD bit 1: lse/delta by cp.async)
+static int env_int(const char *name, int dflt) {
+    const char *e = getenv(name);
+    return e && *e ? atoi(e) : dflt;
+}
+
 static int fill_params(ln_node *n, const ln_tensor *q, const ln_tensor *k, const ln_tensor *v, AttnParams *p) {
     if (q->dtype != k->dtype || q->dtype != v->dtype)
         return ln_fail("attention: the CUDA kernel needs q, k, v of one dtype, got %s, %s, %s", ln_dtype_name(q->dtype),
@@ -925,6 +1002,7 @@ static int fill_params(ln_node *n, const ln_tensor *q, const ln_tensor *k, const
     p->group = p->Hq / p->Hkv;
     p->causal = n->iarg[0] != 0;
     p->scale = (float)n->farg[0];
+    p->order = env_int("LINNET_ATTN_ORDER", 1);
     p->q = q->data;
     p->k = k->data;
     p->v = v->data;
@@ -939,25 +1017,41 @@ static size_t gen_fwd_smem(int D) { return sizeof(float) * (size_t)(GQ * D + GK 
 static size_t gen_dq_smem(int D) { return sizeof(float) * (size_t)(2 * GQ * D + 2 * GK * (D | 1)); }
 static size_t gen_dkv_smem(int D) { return sizeof(float) * (size_t)(2 * GK * (D | 1) + 2 * GKB * D + 2 * GK); }
 
-template <class Cfg>
-static int fast_forward_cfg(const AttnParams &p) {
-    long long blocks = (long long)((p.T + Cfg::Br - 1) / Cfg::Br) * p.B * p.Hq;
+template <class Cfg, bool kQReg, bool kSplit>
+static int fast_forward_var(const AttnParams &p, long long blocks) {
     if (p.scale > 0)
-        return launch(fa_fwd_kernel<Cfg, true>, blocks, Cfg::NT, Cfg::smem, p, "attention forward (bf16 mma)");
-    return launch(fa_fwd_kernel<Cfg, false>, blocks, Cfg::NT, Cfg::smem, p, "attention forward (bf16 mma)");
+        return launch(fa_fwd_kernel<Cfg, true, kQReg, kSplit>, blocks, Cfg::NT, Cfg::smem, p, "attention forward (bf16 mma)");
+    return launch(fa_fwd_kernel<Cfg, false, kQReg, kSplit>, blocks, Cfg::NT, Cfg::smem, p, "attention forward (bf16 mma)");
+}
+
+template <class Cfg>
+static int fast_forward_cfg(const AttnParams &p, int v) {
+    long long blocks = (long long)((p.T + Cfg::Br - 1) / Cfg::Br) * p.B * p.Hq;
+    constexpr bool kQ = Cfg::D == 64; // Q fragments fit in registers only at D = 64
+    if (kQ && (v & 2)) {
+        if (v & 1) return fast_forward_var<Cfg, kQ, true>(p, blocks);
+        return fast_forward_var<Cfg, kQ, false>(p, blocks);
+    }
+    if (v & 1) return fast_forward_var<Cfg, false, true>(p, blocks);
+    return fast_forward_var<Cfg, false, false>(p, blocks);
 }
 
 // Tiles as measured best on an H100 (docs/attention-kernel.md): forward 4 warps x 32 query rows,
 // kv tile 64; backward the FA2-layout kernel, 3 stages of (Q, dO), float2 dQ atomics.
+// (exploration: LINNET_ATTN_FWD bit 4 = kv tile 128 at D = 64)
 template <int D>
 static int fast_forward(const AttnParams &p) {
-    return fast_forward_cfg<FwdCfg<D, 64, 4, 2>>(p);
+    const int v = env_int("LINNET_ATTN_FWD", 0);
+    if (D == 64 && (v & 4)) return fast_forward_cfg<FwdCfg<D, D == 64 ? 128 : 64, 4, 2>>(p, v);
+    return fast_forward_cfg<FwdCfg<D, 64, 4, 2>>(p, v);
 }
 
 template <class Cfg>
 static int fast_backward_cfg(const AttnParams &p) {
     long long blocks = (long long)((p.S + Cfg::Bc - 1) / Cfg::Bc) * p.B * p.Hkv;
-    return launch(fa_bwd_kernel<Cfg>, blocks, Cfg::NT, Cfg::smem, p, "attention backward (bf16 mma)");
+    if (env_int("LINNET_ATTN_BWD", 1) & 1)
+        return launch(fa_bwd_kernel<Cfg, true>, blocks, Cfg::NT, Cfg::smem, p, "attention backward (bf16 mma)");
+    return launch(fa_bwd_kernel<Cfg, false>, blocks, Cfg::NT, Cfg::smem, p, "attention backward (bf16 mma)");
 }
 
 template <int D>
