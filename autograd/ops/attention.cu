@@ -50,7 +50,7 @@ struct AttnParams {
     float *lse, *delta, *dq_acc;
     void *dq, *dk, *dv;
     int B, T, S, Hq, Hkv, D, group, causal;
-    int order; // grid order (exploration): 0 block-major (old), 1 head-major, block index fastest
+    int fwd_group, bwd_group; // heads per grid group (grid_map)
     float scale;
 };
 
@@ -126,6 +126,18 @@ __device__ __forceinline__ void add_bf16x2(bf16 *dst, float a, float b) {
         __floats2bfloat162_rn(__low2float(old) + a, __high2float(old) + b);
 }
 
+// blockIdx.x -> (block rank, head) for a grid of nblk blocks per head and heads (b, h) pairs, in
+// groups of G heads (G <= 0: all heads in one group): groups one after the other, inside a group
+// the rank slowest and the head fastest. Rank 0 is a head's heaviest block (the caller maps it),
+// so each group runs heaviest-first (longest-processing-time order) while only the group's heads
+// are live at a time (their data shared in L2).
+__device__ __forceinline__ void grid_map(long long x, int nblk, long long heads, int G, int &rank, long long &bh) {
+    const long long gh = G > 0 && G < heads ? G : heads, span = gh * nblk;
+    const long long grp = x / span, w = x % span, gs = min(gh, heads - grp * gh);
+    rank = (int)(w / gs);
+    bh = grp * gh + w % gs;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Shared-memory tiles: [rows][COLS] bf16 stored with a padded row of COLS + 8 elements (16 bytes
 // more). The 8 row addresses of one ldmatrix 8x8 matrix (same columns, 8 consecutive rows) then
@@ -140,17 +152,21 @@ struct Pad {
 };
 
 // rows [row0, row0 + ROWS) of a [*, D] global view with row_stride; rows >= limit zero-filled.
+// Each thread copies one 16-byte column chunk of every (NT / (D / 8))-th row: one pointer walked
+// down the rows (nothing per row kept in registers).
 template <int ROWS, int D, int NT>
 __device__ __forceinline__ void load_tile(bf16 *s, const bf16 *g, long long row_stride, int row0, int limit,
                                           int tid) {
-    constexpr int CH = D / 8, TOTAL = ROWS * CH, LD = Pad<D>::LD;
-    static_assert(TOTAL % NT == 0, "tile not a multiple of the CTA");
+    constexpr int CH = D / 8, RPI = NT / CH, LD = Pad<D>::LD;
+    static_assert(NT % CH == 0 && ROWS % RPI == 0, "tile not a multiple of the CTA");
+    const int r0 = tid / CH, c = tid % CH;
+    const bf16 *src = g + (long long)(row0 + r0) * row_stride + c * 8;
+    const uint32_t dst = smem_u32(s + r0 * LD + c * 8);
 #pragma unroll
-    for (int it = 0; it < TOTAL / NT; ++it) {
-        int i = tid + it * NT, r = i / CH, c = i % CH, row = row0 + r;
-        bool valid = row < limit;
-        const bf16 *src = g + (long long)(valid ? row : 0) * row_stride + c * 8;
-        cp_async16(smem_u32(s + r * LD + c * 8), src, valid);
+    for (int it = 0; it < ROWS / RPI; ++it) {
+        const bool valid = row0 + r0 + it * RPI < limit;
+        cp_async16(dst + 2u * (it * RPI * LD), valid ? src : g, valid);
+        src += RPI * row_stride;
     }
 }
 
@@ -328,19 +344,13 @@ __global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_fwd_kernel(AttnPa
     bf16 *sV = sK + 2 * Bc * LD;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, tg = lane & 3;
 
-    // blockIdx.x -> (q-block, head, batch), the heaviest (last, under causal) q-blocks first:
-    // order 1 runs the q-block fastest (one head's CTAs together, sharing its K, V in L2)
+    // blockIdx.x -> (q-block, head, batch), the heaviest (last, under causal) q-blocks first
     const int nqb = (p.T + Br - 1) / Br;
     const long long heads = (long long)p.B * p.Hq;
     int qb;
     long long bh;
-    if (p.order) {
-        bh = blockIdx.x / nqb;
-        qb = nqb - 1 - (int)(blockIdx.x % nqb);
-    } else {
-        qb = nqb - 1 - (int)(blockIdx.x / heads);
-        bh = blockIdx.x % heads;
-    }
+    grid_map(blockIdx.x, nqb, heads, p.fwd_group, qb, bh);
+    qb = nqb - 1 - qb;
     const int h = (int)(bh % p.Hq), b = (int)(bh / p.Hq), hk = h / p.group;
     const int m0 = qb * Br, off = p.S - p.T;
     const int kv_end = p.causal ? min(p.S, min(p.T, m0 + Br) + off) : p.S;
@@ -442,10 +452,11 @@ __global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_fwd_kernel(AttnPa
 //   dQ += dS K  [64 q x D]  warps 2 (q) x 4 (d), 32 x D/4 each -> f32 scratch (atomics)
 // ---------------------------------------------------------------------------------------------
 
-template <int D_, int kStages_, int kAW_>
+template <int D_, int kStages_, int kAW_, int Br_ = 64>
 struct BwdCfg {
     static constexpr int D = D_, NT = 256, kStages = kStages_, kAW = kAW_, kMinBlocks = 1; // 8 warps
-    static constexpr int Bc = 128, Br = 64;
+    static constexpr int Bc = 128, Br = Br_;
+    static constexpr int MQ = Br / 32, WQ = Br / 2; // per warp in S/dP and dQ: MQ m-tiles, WQ rows
     static constexpr int LD = Pad<D>::LD, LDP = Pad<Bc>::LD;
     // K, V; stages of Q, dO; P, dS [Br][Bc]; stages of lse, delta
     static constexpr int smem = ((2 * Bc + 2 * kStages * Br) * LD + 2 * Br * LDP) * (int)sizeof(bf16) +
@@ -462,20 +473,20 @@ __device__ __forceinline__ void bwd_tile(float (&dk)[2][Cfg::D / 16][4], float (
     {
         // S, dP: warp (wm, wn) = queries 32 wm.., keys 32 wn..
         const int wm = warp & 1, wn = warp >> 1;
-        float s[2][4][4], dp[2][4][4];
+        float s[Cfg::MQ][4][4], dp[Cfg::MQ][4][4];
 #pragma unroll
-        for (int mt = 0; mt < 2; ++mt)
+        for (int mt = 0; mt < Cfg::MQ; ++mt)
 #pragma unroll
             for (int nt = 0; nt < 4; ++nt)
 #pragma unroll
                 for (int e = 0; e < 4; ++e) s[mt][nt][e] = dp[mt][nt][e] = 0.f;
 #pragma unroll
         for (int ks = 0; ks < D / 16; ++ks) {
-            uint32_t aq[2][4], ao[2][4];
+            uint32_t aq[Cfg::MQ][4], ao[Cfg::MQ][4];
 #pragma unroll
-            for (int mt = 0; mt < 2; ++mt) {
-                ldsm_a<D>(aq[mt], sQ, wm * 32 + mt * 16, ks, lane);
-                ldsm_a<D>(ao[mt], sdO, wm * 32 + mt * 16, ks, lane);
+            for (int mt = 0; mt < Cfg::MQ; ++mt) {
+                ldsm_a<D>(aq[mt], sQ, wm * Cfg::WQ + mt * 16, ks, lane);
+                ldsm_a<D>(ao[mt], sdO, wm * Cfg::WQ + mt * 16, ks, lane);
             }
 #pragma unroll
             for (int np = 0; np < 2; ++np) {
@@ -483,7 +494,7 @@ __device__ __forceinline__ void bwd_tile(float (&dk)[2][Cfg::D / 16][4], float (
                 ldsm_b_nk<D>(bk, sK, wn * 32 + np * 16, ks, lane);
                 ldsm_b_nk<D>(bv, sV, wn * 32 + np * 16, ks, lane);
 #pragma unroll
-                for (int mt = 0; mt < 2; ++mt) {
+                for (int mt = 0; mt < Cfg::MQ; ++mt) {
                     mma16816(s[mt][2 * np], aq[mt], bk[0], bk[1]);
                     mma16816(s[mt][2 * np + 1], aq[mt], bk[2], bk[3]);
                     mma16816(dp[mt][2 * np], ao[mt], bv[0], bv[1]);
@@ -492,10 +503,10 @@ __device__ __forceinline__ void bwd_tile(float (&dk)[2][Cfg::D / 16][4], float (
             }
         }
 #pragma unroll
-        for (int mt = 0; mt < 2; ++mt)
+        for (int mt = 0; mt < Cfg::MQ; ++mt)
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
-                const int qi = wm * 32 + mt * 16 + g + 8 * r, t = m0 + qi;
+                const int qi = wm * Cfg::WQ + mt * 16 + g + 8 * r, t = m0 + qi;
                 const float l2 = kAsyncL ? sL[qi] * kLog2e : sL[qi], dl = sDl[qi];
 #pragma unroll
                 for (int nt = 0; nt < 4; ++nt) {
@@ -547,34 +558,34 @@ __device__ __forceinline__ void bwd_tile(float (&dk)[2][Cfg::D / 16][4], float (
         // dQ += dS K: warp (wq, wc) = queries 32 wq.., columns wc D/4..
         const int wq = warp & 1, wc = warp >> 1;
         constexpr int DQ = D / 4;
-        float acc[2][DQ / 8][4];
+        float acc[Cfg::MQ][DQ / 8][4];
 #pragma unroll
-        for (int mt = 0; mt < 2; ++mt)
+        for (int mt = 0; mt < Cfg::MQ; ++mt)
 #pragma unroll
             for (int dt = 0; dt < DQ / 8; ++dt)
 #pragma unroll
                 for (int e = 0; e < 4; ++e) acc[mt][dt][e] = 0.f;
 #pragma unroll
         for (int kk = 0; kk < Bc / 16; ++kk) {
-            uint32_t a[2][4];
+            uint32_t a[Cfg::MQ][4];
 #pragma unroll
-            for (int mt = 0; mt < 2; ++mt) ldsm_a<Bc>(a[mt], sdS, wq * 32 + mt * 16, kk, lane);
+            for (int mt = 0; mt < Cfg::MQ; ++mt) ldsm_a<Bc>(a[mt], sdS, wq * Cfg::WQ + mt * 16, kk, lane);
 #pragma unroll
             for (int dp2 = 0; dp2 < DQ / 16; ++dp2) {
                 uint32_t bk[4];
                 ldsm_b_kn<D>(bk, sK, kk * 16, wc * (DQ / 16) + dp2, lane);
 #pragma unroll
-                for (int mt = 0; mt < 2; ++mt) {
+                for (int mt = 0; mt < Cfg::MQ; ++mt) {
                     mma16816(acc[mt][2 * dp2], a[mt], bk[0], bk[1]);
                     mma16816(acc[mt][2 * dp2 + 1], a[mt], bk[2], bk[3]);
                 }
             }
         }
 #pragma unroll
-        for (int mt = 0; mt < 2; ++mt)
+        for (int mt = 0; mt < Cfg::MQ; ++mt)
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
-                const int t = m0 + wq * 32 + mt * 16 + g + 8 * r;
+                const int t = m0 + wq * Cfg::WQ + mt * 16 + g + 8 * r;
                 if (t >= p.T) continue;
                 float *dst = p.dq_acc + (((long long)b * p.T + t) * p.Hq + h) * D + wc * DQ + 2 * tg;
 #pragma unroll
@@ -607,19 +618,13 @@ __global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_bwd_kernel(AttnPa
     float *sDl = sL + NS * Br;                              // [NS][Br] delta
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, tg = lane & 3;
 
-    // blockIdx.x -> (kv-block, kv head, batch); order 1 runs the kv-block fastest (one head's CTAs
-    // together, sharing its Q, dO and dQ scratch in L2), the first (heaviest under causal) first
+    // blockIdx.x -> (kv-block, kv head, batch), heads in groups sharing their Q, dO and dQ scratch
+    // in L2, the first (heaviest under causal) kv-blocks first
     const long long heads = (long long)p.B * p.Hkv;
     const int nkb = (p.S + Bc - 1) / Bc;
     int kb;
     long long bh;
-    if (p.order) {
-        bh = blockIdx.x / nkb;
-        kb = (int)(blockIdx.x % nkb);
-    } else {
-        kb = (int)(blockIdx.x / heads);
-        bh = blockIdx.x % heads;
-    }
+    grid_map(blockIdx.x, nkb, heads, p.bwd_group, kb, bh);
     const int hk = (int)(bh % p.Hkv), b = (int)(bh / p.Hkv);
     const int n0 = kb * Bc, off = p.S - p.T;
     const int qb0 = p.causal ? max(0, n0 - off) / Br : 0;
@@ -638,6 +643,7 @@ __global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_bwd_kernel(AttnPa
         if (kAsyncL) {
             // rows past T read 0 and 0: their Q and dO are zero, so P = 1 and dS = 0 there, and
             // P^T dO = 0: nothing reaches dK, dV (their dQ is never stored)
+            static_assert(2 * Br <= NT && (Br & (Br - 1)) == 0, "lse/delta: one thread per value");
             if (tid < 2 * Br) {
                 const int r = tid & (Br - 1), t = m0 + r;
                 const long long i = ((long long)b * p.Hq + h) * p.T + (t < p.T ? t : 0);
@@ -1002,7 +1008,8 @@ static int fill_params(ln_node *n, const ln_tensor *q, const ln_tensor *k, const
     p->group = p->Hq / p->Hkv;
     p->causal = n->iarg[0] != 0;
     p->scale = (float)n->farg[0];
-    p->order = env_int("LINNET_ATTN_ORDER", 1);
+    p->fwd_group = env_int("LINNET_ATTN_FWD_G", 0);
+    p->bwd_group = env_int("LINNET_ATTN_BWD_G", 1);
     p->q = q->data;
     p->k = k->data;
     p->v = v->data;
@@ -1054,8 +1061,10 @@ static int fast_backward_cfg(const AttnParams &p) {
     return launch(fa_bwd_kernel<Cfg, false>, blocks, Cfg::NT, Cfg::smem, p, "attention backward (bf16 mma)");
 }
 
+// (exploration: LINNET_ATTN_BWD bit 2 = q tile 128 at D = 64)
 template <int D>
 static int fast_backward(const AttnParams &p) {
+    if (D == 64 && (env_int("LINNET_ATTN_BWD", 1) & 2)) return fast_backward_cfg<BwdCfg<D, 3, 2, D == 64 ? 128 : 64>>(p);
     return fast_backward_cfg<BwdCfg<D, 3, 2>>(p);
 }
 
