@@ -28,7 +28,6 @@
 // bits between runs. Design, measurements and what is left: docs/attention-kernel.md.
 #include <math.h>
 #include <stdint.h>
-#include <stdlib.h>
 
 #include "autograd/cuda/cuda_check.cuh"
 
@@ -223,18 +222,16 @@ struct FwdState {
 };
 
 // One (q-block, kv-block) step of the forward for one warp, in two halves: fwd_scores (S = Q K^T,
-// mask, online softmax, P as bf16 A fragments) and fwd_pv (O += P V). sQ/sK/sV are the CTA's tiles
-// (with kQReg, qf holds the warp's Q fragments and sQ is not read), wrow the warp's first row in
-// the q-block, m0/n0 the tiles' global first query/key.
+// mask, online softmax, P as bf16 A fragments) and fwd_pv (O += P V). sQ/sK/sV are the CTA's tiles,
+// wrow the warp's first row in the q-block, m0/n0 the tiles' global first query/key.
 // kPos (scale > 0): the row max is taken on raw scores (st.m in raw units) and the scale folds into
 // one FFMA per probability; otherwise scores are scaled first (st.m in log2 units).
 // P goes to bf16 as soon as each pair of probabilities is known (the f32 scores die there), laid
 // out as the m16n8k16 A fragment: the C fragment of n-tiles 2kk, 2kk+1 is the A fragment of k-step
 // kk, so no shared-memory round trip.
-template <class Cfg, bool kPos, bool kQReg>
+template <class Cfg, bool kPos>
 __device__ __forceinline__ void fwd_scores(FwdState<Cfg::D, Cfg::MT> &st, uint32_t (&pf)[Cfg::MT][Cfg::Bc / 16][4],
-                                           const uint32_t (&qf)[Cfg::MT][Cfg::D / 16][4], const bf16 *sQ,
-                                           const bf16 *sK, int wrow, int m0, int n0, bool need_mask,
+                                           const bf16 *sQ, const bf16 *sK, int wrow, int m0, int n0, bool need_mask,
                                            const AttnParams &p, float sl2, int lane) {
     constexpr int D = Cfg::D, MT = Cfg::MT, Bc = Cfg::Bc, NTL = Bc / 8;
     const int g = lane >> 2, tg = lane & 3;
@@ -249,14 +246,7 @@ __device__ __forceinline__ void fwd_scores(FwdState<Cfg::D, Cfg::MT> &st, uint32
     for (int ks = 0; ks < D / 16; ++ks) {
         uint32_t a[MT][4];
 #pragma unroll
-        for (int mt = 0; mt < MT; ++mt) {
-            if (kQReg) {
-#pragma unroll
-                for (int i = 0; i < 4; ++i) a[mt][i] = qf[mt][ks][i];
-            } else {
-                ldsm_a<D>(a[mt], sQ, wrow + mt * 16, ks, lane);
-            }
-        }
+        for (int mt = 0; mt < MT; ++mt) ldsm_a<D>(a[mt], sQ, wrow + mt * 16, ks, lane);
 #pragma unroll
         for (int np = 0; np < NTL / 2; ++np) {
             uint32_t b[4];
@@ -330,10 +320,7 @@ __device__ __forceinline__ void fwd_pv(FwdState<Cfg::D, Cfg::MT> &st, const uint
     }
 }
 
-// kQReg: the warp's Q fragments are loaded once into registers (D = 64: 32 registers) instead of
-// from shared memory at every kv block. kSplit: K and V of a kv block in separate cp.async groups,
-// S computed as soon as K is in (one more barrier a block).
-template <class Cfg, bool kPos, bool kQReg, bool kSplit>
+template <class Cfg, bool kPos>
 __global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_fwd_kernel(AttnParams p) {
     constexpr int D = Cfg::D;
     constexpr int Br = Cfg::Br, Bc = Cfg::Bc, MT = Cfg::MT, NT = Cfg::NT;
@@ -363,7 +350,6 @@ __global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_fwd_kernel(AttnPa
 
     load_tile<Br, D, NT>(sQ, gq, qstride, m0, p.T, tid);
     load_tile<Bc, D, NT>(sK, gk, kstride, 0, p.S, tid);
-    if (kSplit) cp_async_commit(); // groups: (Q, K0), (V0)
     load_tile<Bc, D, NT>(sV, gv, kstride, 0, p.S, tid);
     cp_async_commit();
 
@@ -379,44 +365,22 @@ __global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_fwd_kernel(AttnPa
     }
     const float sl2 = p.scale * kLog2e;
     const int wrow = warp * 16 * MT;
-    uint32_t qf[MT][D / 16][4];
-    if (kQReg) {
-        if (kSplit) cp_async_wait<1>();
-        else cp_async_wait<0>();
-        __syncthreads();
-#pragma unroll
-        for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-            for (int ks = 0; ks < D / 16; ++ks) ldsm_a<D>(qf[mt][ks], sQ, wrow + mt * 16, ks, lane);
-    }
 
     for (int j = 0; j < nkb; ++j) {
         const int sg = j & 1;
-        const bool more = j + 1 < nkb;
-        // prefetch the next kv block into the other stage (freed by the last barrier)
-        if (more) {
+        if (j + 1 < nkb) { // prefetch the next kv block into the other stage (freed by the last barrier)
             load_tile<Bc, D, NT>(sK + (sg ^ 1) * Bc * LD, gk, kstride, (j + 1) * Bc, p.S, tid);
-            if (kSplit) cp_async_commit();
             load_tile<Bc, D, NT>(sV + (sg ^ 1) * Bc * LD, gv, kstride, (j + 1) * Bc, p.S, tid);
             cp_async_commit();
-        }
-        if (kSplit) {
-            if (more) cp_async_wait<3>(); // K_j in
-            else cp_async_wait<1>();
+            cp_async_wait<1>();
         } else {
-            if (more) cp_async_wait<1>();
-            else cp_async_wait<0>();
+            cp_async_wait<0>();
         }
         __syncthreads();
         const int n0 = j * Bc;
         const bool need_mask = n0 + Bc > p.S || (p.causal && n0 + Bc - 1 > m0 + off);
         uint32_t pf[MT][Bc / 16][4];
-        fwd_scores<Cfg, kPos, kQReg>(st, pf, qf, sQ, sK + sg * Bc * LD, wrow, m0, n0, need_mask, p, sl2, lane);
-        if (kSplit) {
-            if (more) cp_async_wait<2>(); // V_j in
-            else cp_async_wait<0>();
-            __syncthreads();
-        }
+        fwd_scores<Cfg, kPos>(st, pf, sQ, sK + sg * Bc * LD, wrow, m0, n0, need_mask, p, sl2, lane);
         fwd_pv<Cfg>(st, pf, sV + sg * Bc * LD, lane);
         __syncthreads();
     }
@@ -463,7 +427,7 @@ struct BwdCfg {
                                 2 * kStages * Br * (int)sizeof(float);
 };
 
-template <class Cfg, bool kAsyncL>
+template <class Cfg>
 __device__ __forceinline__ void bwd_tile(float (&dk)[2][Cfg::D / 16][4], float (&dv)[2][Cfg::D / 16][4],
                                           const bf16 *sK, const bf16 *sV, const bf16 *sQ, const bf16 *sdO, bf16 *sP,
                                           bf16 *sdS, const float *sL, const float *sDl, int m0, int n0, int b, int h,
@@ -507,7 +471,7 @@ __device__ __forceinline__ void bwd_tile(float (&dk)[2][Cfg::D / 16][4], float (
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
                 const int qi = wm * Cfg::WQ + mt * 16 + g + 8 * r, t = m0 + qi;
-                const float l2 = kAsyncL ? sL[qi] * kLog2e : sL[qi], dl = sDl[qi];
+                const float l2 = sL[qi] * kLog2e, dl = sDl[qi];
 #pragma unroll
                 for (int nt = 0; nt < 4; ++nt) {
                     float pr[2], ds[2];
@@ -601,9 +565,7 @@ __device__ __forceinline__ void bwd_tile(float (&dk)[2][Cfg::D / 16][4], float (
     }
 }
 
-// kAsyncL: lse and delta come in by 4-byte cp.async with the step's other tiles (no thread waits on
-// a global load before its step); otherwise by plain loads.
-template <class Cfg, bool kAsyncL>
+template <class Cfg>
 __global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_bwd_kernel(AttnParams p) {
     constexpr int D = Cfg::D, Br = Cfg::Br, Bc = Cfg::Bc, NT = Cfg::NT, NS = Cfg::kStages;
     constexpr int LD = Cfg::LD, LDP = Cfg::LDP;
@@ -614,7 +576,7 @@ __global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_bwd_kernel(AttnPa
     bf16 *sdO = sQ + NS * Br * LD;  // [NS][Br][LD]
     bf16 *sP = sdO + NS * Br * LD;  // [Br][LDP]
     bf16 *sdS = sP + Br * LDP;      // [Br][LDP]
-    float *sL = reinterpret_cast<float *>(sdS + Br * LDP); // [NS][Br] lse in log2 units
+    float *sL = reinterpret_cast<float *>(sdS + Br * LDP); // [NS][Br] lse (natural log)
     float *sDl = sL + NS * Br;                              // [NS][Br] delta
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, tg = lane & 3;
 
@@ -640,21 +602,15 @@ __global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_bwd_kernel(AttnPa
         const long long base = ((long long)b * p.T * p.Hq + h) * D;
         load_tile<Br, D, NT>(sQ + sg * Br * LD, (const bf16 *)p.q + base, qstride, m0, p.T, tid);
         load_tile<Br, D, NT>(sdO + sg * Br * LD, (const bf16 *)p.dout + base, qstride, m0, p.T, tid);
-        if (kAsyncL) {
-            // rows past T read 0 and 0: their Q and dO are zero, so P = 1 and dS = 0 there, and
-            // P^T dO = 0: nothing reaches dK, dV (their dQ is never stored)
-            static_assert(2 * Br <= NT && (Br & (Br - 1)) == 0, "lse/delta: one thread per value");
-            if (tid < 2 * Br) {
-                const int r = tid & (Br - 1), t = m0 + r;
-                const long long i = ((long long)b * p.Hq + h) * p.T + (t < p.T ? t : 0);
-                if (tid < Br) cp_async4(smem_u32(sL + sg * Br + r), p.lse + i, t < p.T);
-                else cp_async4(smem_u32(sDl + sg * Br + r), p.delta + i, t < p.T);
-            }
-        } else if (tid < Br) {
-            const int t = m0 + tid;
-            const long long i = ((long long)b * p.Hq + h) * p.T + t;
-            sL[sg * Br + tid] = t < p.T ? p.lse[i] * kLog2e : INFINITY;
-            sDl[sg * Br + tid] = t < p.T ? p.delta[i] : 0.f;
+        // lse and delta by 4-byte cp.async with the step's other tiles (no thread waits on a global
+        // load before its step). Rows past T read 0 and 0: their Q and dO are zero, so P = 1 and
+        // dS = 0 there and P^T dO = 0: nothing reaches dK, dV (and their dQ is never stored).
+        static_assert(2 * Br <= NT && (Br & (Br - 1)) == 0, "lse/delta: one thread per value");
+        if (tid < 2 * Br) {
+            const int r = tid & (Br - 1), t = m0 + r;
+            const long long i = ((long long)b * p.Hq + h) * p.T + (t < p.T ? t : 0);
+            if (tid < Br) cp_async4(smem_u32(sL + sg * Br + r), p.lse + i, t < p.T);
+            else cp_async4(smem_u32(sDl + sg * Br + r), p.delta + i, t < p.T);
         }
     };
 
@@ -683,7 +639,7 @@ __global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_bwd_kernel(AttnPa
         __syncthreads(); // data of step it ready; P, dS of step it - 1 consumed
         const int h = hk * p.group + it / nq, m0 = (qb0 + it % nq) * Br;
         const bool need_mask = n0 + Bc > p.S || (p.causal && n0 + Bc - 1 > m0 + off);
-        bwd_tile<Cfg, kAsyncL>(dk, dv, sK, sV, sQ + sg * Br * LD, sdO + sg * Br * LD, sP, sdS, sL + sg * Br,
+        bwd_tile<Cfg>(dk, dv, sK, sV, sQ + sg * Br * LD, sdO + sg * Br * LD, sP, sdS, sL + sg * Br,
                                sDl + sg * Br, m0, n0, b, h, need_mask, p, sl2, warp, lane);
         if (NS < 3) __syncthreads(); // the stage is rewritten by the next prefetch
     }
@@ -985,13 +941,6 @@ static int launch(K kernel, long long blocks, int threads, size_t smem, const At
     return LN_OK;
 }
 
-// exploration switches (LINNET_ATTN_ORDER, LINNET_ATTN_FWD bits: 1 split K/V waits, 2 Q in
-// registers (D = 64), LINNET_ATTN_BWD bit 1: lse/delta by cp.async)
-static int env_int(const char *name, int dflt) {
-    const char *e = getenv(name);
-    return e && *e ? atoi(e) : dflt;
-}
-
 static int fill_params(ln_node *n, const ln_tensor *q, const ln_tensor *k, const ln_tensor *v, AttnParams *p) {
     if (q->dtype != k->dtype || q->dtype != v->dtype)
         return ln_fail("attention: the CUDA kernel needs q, k, v of one dtype, got %s, %s, %s", ln_dtype_name(q->dtype),
@@ -1008,8 +957,14 @@ static int fill_params(ln_node *n, const ln_tensor *q, const ln_tensor *k, const
     p->group = p->Hq / p->Hkv;
     p->causal = n->iarg[0] != 0;
     p->scale = (float)n->farg[0];
-    p->fwd_group = env_int("LINNET_ATTN_FWD_G", 0);
-    p->bwd_group = env_int("LINNET_ATTN_BWD_G", 1);
+    // Grid groups (grid_map). Forward: all heads in one group, so the whole grid runs heaviest
+    // q-block first; its K, V reuse in L2 mattered less than that balance (head-major was slower).
+    // Backward: as many (kv head, batch) pairs as keep their Q, dO and f32 dQ scratch (8 T D bytes
+    // per query head) within ~16 MB of L2, 1 to 8: the kv-block-major order re-read every head's
+    // Q, dO and dQ from DRAM (docs/attention-kernel.md).
+    p->fwd_group = 0;
+    const double per_head = 8.0 * p->T * p->D * p->group;
+    p->bwd_group = per_head > 0 ? (int)fmin(8.0, fmax(1.0, 16.0 * (1 << 20) / per_head)) : 1;
     p->q = q->data;
     p->k = k->data;
     p->v = v->data;
@@ -1024,48 +979,31 @@ static size_t gen_fwd_smem(int D) { return sizeof(float) * (size_t)(GQ * D + GK 
 static size_t gen_dq_smem(int D) { return sizeof(float) * (size_t)(2 * GQ * D + 2 * GK * (D | 1)); }
 static size_t gen_dkv_smem(int D) { return sizeof(float) * (size_t)(2 * GK * (D | 1) + 2 * GKB * D + 2 * GK); }
 
-template <class Cfg, bool kQReg, bool kSplit>
-static int fast_forward_var(const AttnParams &p, long long blocks) {
-    if (p.scale > 0)
-        return launch(fa_fwd_kernel<Cfg, true, kQReg, kSplit>, blocks, Cfg::NT, Cfg::smem, p, "attention forward (bf16 mma)");
-    return launch(fa_fwd_kernel<Cfg, false, kQReg, kSplit>, blocks, Cfg::NT, Cfg::smem, p, "attention forward (bf16 mma)");
-}
-
 template <class Cfg>
-static int fast_forward_cfg(const AttnParams &p, int v) {
+static int fast_forward_cfg(const AttnParams &p) {
     long long blocks = (long long)((p.T + Cfg::Br - 1) / Cfg::Br) * p.B * p.Hq;
-    constexpr bool kQ = Cfg::D == 64; // Q fragments fit in registers only at D = 64
-    if (kQ && (v & 2)) {
-        if (v & 1) return fast_forward_var<Cfg, kQ, true>(p, blocks);
-        return fast_forward_var<Cfg, kQ, false>(p, blocks);
-    }
-    if (v & 1) return fast_forward_var<Cfg, false, true>(p, blocks);
-    return fast_forward_var<Cfg, false, false>(p, blocks);
+    if (p.scale > 0)
+        return launch(fa_fwd_kernel<Cfg, true>, blocks, Cfg::NT, Cfg::smem, p, "attention forward (bf16 mma)");
+    return launch(fa_fwd_kernel<Cfg, false>, blocks, Cfg::NT, Cfg::smem, p, "attention forward (bf16 mma)");
 }
 
 // Tiles as measured best on an H100 (docs/attention-kernel.md): forward 4 warps x 32 query rows,
-// kv tile 64; backward the FA2-layout kernel, 3 stages of (Q, dO), float2 dQ atomics.
-// (exploration: LINNET_ATTN_FWD bit 4 = kv tile 128 at D = 64)
+// kv tile 64; backward the FA2-layout kernel, 3 stages of (Q, dO, lse, delta), float2 dQ atomics,
+// q tile 64 at D = 128 and 128 at D = 64 (half the steps, the same registers).
 template <int D>
 static int fast_forward(const AttnParams &p) {
-    const int v = env_int("LINNET_ATTN_FWD", 0);
-    if (D == 64 && (v & 4)) return fast_forward_cfg<FwdCfg<D, D == 64 ? 128 : 64, 4, 2>>(p, v);
-    return fast_forward_cfg<FwdCfg<D, 64, 4, 2>>(p, v);
+    return fast_forward_cfg<FwdCfg<D, 64, 4, 2>>(p);
 }
 
 template <class Cfg>
 static int fast_backward_cfg(const AttnParams &p) {
     long long blocks = (long long)((p.S + Cfg::Bc - 1) / Cfg::Bc) * p.B * p.Hkv;
-    if (env_int("LINNET_ATTN_BWD", 1) & 1)
-        return launch(fa_bwd_kernel<Cfg, true>, blocks, Cfg::NT, Cfg::smem, p, "attention backward (bf16 mma)");
-    return launch(fa_bwd_kernel<Cfg, false>, blocks, Cfg::NT, Cfg::smem, p, "attention backward (bf16 mma)");
+    return launch(fa_bwd_kernel<Cfg>, blocks, Cfg::NT, Cfg::smem, p, "attention backward (bf16 mma)");
 }
 
-// (exploration: LINNET_ATTN_BWD bit 2 = q tile 128 at D = 64)
 template <int D>
 static int fast_backward(const AttnParams &p) {
-    if (D == 64 && (env_int("LINNET_ATTN_BWD", 1) & 2)) return fast_backward_cfg<BwdCfg<D, 3, 2, D == 64 ? 128 : 64>>(p);
-    return fast_backward_cfg<BwdCfg<D, 3, 2>>(p);
+    return fast_backward_cfg<BwdCfg<D, 3, 2, D == 64 ? 128 : 64>>(p);
 }
 
 } // namespace
