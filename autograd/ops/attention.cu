@@ -11,15 +11,18 @@
 //    domain (for scale > 0 the scale folds into one FFMA per probability), causal blocks past the
 //    diagonal skipped and only blocks that cross it (or the S tail) masked.
 //      forward : one CTA per (q-block of 128, head, batch), the last (heaviest causal) q-blocks
-//                launched first; 4 warps of 32 query rows; kv blocks of 64, double-buffered.
+//                of every head launched first; 4 warps of 32 query rows; kv blocks of 64,
+//                double-buffered; P packed to bf16 at the exp and fed from registers to P V.
 //      backward: delta = rowsum(dO * O) (f32) first; then one CTA per (kv-block of 128, kv head,
-//                batch), 8 warps, looping over (query head of the group, q-block of 64) with
-//                3 stages of (Q, dO, lse, delta) in flight. Per step, FA2's layout: S and dP
-//                (warps 2 x 4), P and dS through shared memory, dV += P^T dO and dK += dS^T Q in
-//                registers (the GQA sum over the group happens inside the CTA: no atomics for dK,
-//                dV), dQ += dS K into an f32 scratch with atomicAdd (float2), added times scale into
-//                dq at the end. The (q-block, kv-block) step is one function (fwd_tile, bwd_tile)
-//                on a tile pair, so a block list (block-sparse attention) can drive the same body.
+//                batch), 8 warps, looping over (query head of the group, q-block of 64; 128 at
+//                D = 64) with 3 stages of (Q, dO, lse, delta) in flight (all by cp.async); the
+//                grid in groups of heads whose Q, dO, dQ scratch fit ~16 MB of L2 (grid_map).
+//                Per step, FA2's layout: S and dP (warps 2 x 4), P and dS through shared memory,
+//                dV += P^T dO and dK += dS^T Q in registers (the GQA sum over the group happens
+//                inside the CTA: no atomics for dK, dV), dQ += dS K into an f32 scratch with
+//                atomicAdd (float2), added times scale into dq at the end. The (q-block, kv-block)
+//                step is one body (fwd_scores + fwd_pv, bwd_tile) on a tile pair, so a block list
+//                (block-sparse attention) can drive the same code.
 //  * generic (f32 storage any D <= 256, bf16 with other D): CUDA cores, f32 arithmetic, K/V tiles
 //    in shared memory; forward and dQ one warp per query row, dK/dV one warp per 4 keys. No
 //    atomics anywhere on this path.
