@@ -2,17 +2,20 @@
  * step of the op: forward, backward from a fixed output gradient, tape clear) and forward alone.
  * Each repeat is timed with CUDA events on linnet's stream; the median of the repeats after two
  * warm-up steps is printed, one line per T:
- *   T <T> B <B> ms <fwd+bwd ms> tflops <TFLOP/s> fwd_ms <ms> fwd_tflops <TFLOP/s>
+ *   T <T> B <B> ms <fwd+bwd ms> tflops <TFLOP/s> fwd_ms <ms> fwd_tflops <TFLOP/s> impl <own|cudnn>
  * FLOPs counted as FlashAttention does: forward 4·B·H·T²·D (two GEMMs of 2·T²·D each per head),
  * halved for causal; backward 2.5× the forward (five GEMMs, the recomputed QK^T included);
  * forward + backward = 3.5 × 4·B·H·T²·D / 2.
  * Usage: bench_attention [H] [D] [tokens] [T...]; B = tokens / T (at least 1). BENCH_REPS sets
- * the repeats (default 10, 5 for T > 16384). */
+ * the repeats (default 10, 5 for T > 16384). The kernel timed is linnet's own (LN_ATTN_OWN, the
+ * one docs/attention-kernel.md is about) unless BENCH_IMPL=cudnn, which times the op through
+ * cuDNN's fused SDPA (LN_ATTN_CUDNN: what train.attention_impl auto picks where cuDNN runs). */
 #include <cuda_runtime.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "autograd/cuda/cuda_context.h"
 #include "autograd/error.h"
@@ -95,7 +98,9 @@ int main(int argc, char **argv) {
         n = 0;
         for (int i = 4; i < argc && n < 16; i++) lengths[n++] = atol(argv[i]);
     }
-    const char *env_reps = getenv("BENCH_REPS");
+    const char *env_reps = getenv("BENCH_REPS"), *env_impl = getenv("BENCH_IMPL");
+    const bool cudnn = env_impl && !strcmp(env_impl, "cudnn");
+    ln_set_attention_impl(cudnn ? LN_ATTN_CUDNN : LN_ATTN_OWN);
     if (ln_cuda_init(0)) {
         fprintf(stderr, "bench_attention: %s\n", ln_error_message());
         return 1;
@@ -115,8 +120,8 @@ int main(int argc, char **argv) {
             return 1;
         }
         double fwd_flops = 4.0 * B * H * (double)T * T * D / 2;
-        printf("T %ld B %ld ms %.3f tflops %.1f fwd_ms %.3f fwd_tflops %.1f\n", T, B, ms, 3.5 * fwd_flops / ms / 1e9,
-               fwd_ms, fwd_flops / fwd_ms / 1e9);
+        printf("T %ld B %ld ms %.3f tflops %.1f fwd_ms %.3f fwd_tflops %.1f impl %s\n", T, B, ms,
+               3.5 * fwd_flops / ms / 1e9, fwd_ms, fwd_flops / fwd_ms / 1e9, cudnn ? "cudnn" : "own");
         fflush(stdout);
         ln_tensor_free(q);
         ln_tensor_free(k);

@@ -11,15 +11,18 @@
 //    domain (for scale > 0 the scale folds into one FFMA per probability), causal blocks past the
 //    diagonal skipped and only blocks that cross it (or the S tail) masked.
 //      forward : one CTA per (q-block of 128, head, batch), the last (heaviest causal) q-blocks
-//                launched first; 4 warps of 32 query rows; kv blocks of 64, double-buffered.
+//                of every head launched first; 4 warps of 32 query rows; kv blocks of 64,
+//                double-buffered; P packed to bf16 at the exp and fed from registers to P V.
 //      backward: delta = rowsum(dO * O) (f32) first; then one CTA per (kv-block of 128, kv head,
-//                batch), 8 warps, looping over (query head of the group, q-block of 64) with
-//                3 stages of (Q, dO, lse, delta) in flight. Per step, FA2's layout: S and dP
-//                (warps 2 x 4), P and dS through shared memory, dV += P^T dO and dK += dS^T Q in
-//                registers (the GQA sum over the group happens inside the CTA: no atomics for dK,
-//                dV), dQ += dS K into an f32 scratch with atomicAdd (float2), added times scale into
-//                dq at the end. The (q-block, kv-block) step is one function (fwd_tile, bwd_tile)
-//                on a tile pair, so a block list (block-sparse attention) can drive the same body.
+//                batch), 8 warps, looping over (query head of the group, q-block of 64; 128 at
+//                D = 64) with 3 stages of (Q, dO, lse, delta) in flight (all by cp.async); the
+//                grid in groups of heads whose Q, dO, dQ scratch fit ~16 MB of L2 (grid_map).
+//                Per step, FA2's layout: S and dP (warps 2 x 4), P and dS through shared memory,
+//                dV += P^T dO and dK += dS^T Q in registers (the GQA sum over the group happens
+//                inside the CTA: no atomics for dK, dV), dQ += dS K into an f32 scratch with
+//                atomicAdd (float2), added times scale into dq at the end. The (q-block, kv-block)
+//                step is one body (fwd_scores + fwd_pv, bwd_tile) on a tile pair, so a block list
+//                (block-sparse attention) can drive the same code.
 //  * generic (f32 storage any D <= 256, bf16 with other D): CUDA cores, f32 arithmetic, K/V tiles
 //    in shared memory; forward and dQ one warp per query row, dK/dV one warp per 4 keys. No
 //    atomics anywhere on this path.
@@ -49,6 +52,7 @@ struct AttnParams {
     float *lse, *delta, *dq_acc;
     void *dq, *dk, *dv;
     int B, T, S, Hq, Hkv, D, group, causal;
+    int fwd_group, bwd_group; // heads per grid group (grid_map)
     float scale;
 };
 
@@ -63,6 +67,11 @@ __device__ __forceinline__ uint32_t smem_u32(const void *p) {
 // 16 bytes global -> shared, bypassing L1; zero-filled when !valid (src is then not read).
 __device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, bool valid) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0)
+                 : "memory");
+}
+// 4 bytes global -> shared (through L1); zero-filled when !valid.
+__device__ __forceinline__ void cp_async4(uint32_t dst, const void *src, bool valid) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 4 : 0)
                  : "memory");
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
@@ -119,6 +128,18 @@ __device__ __forceinline__ void add_bf16x2(bf16 *dst, float a, float b) {
         __floats2bfloat162_rn(__low2float(old) + a, __high2float(old) + b);
 }
 
+// blockIdx.x -> (block rank, head) for a grid of nblk blocks per head and heads (b, h) pairs, in
+// groups of G heads (G <= 0: all heads in one group): groups one after the other, inside a group
+// the rank slowest and the head fastest. Rank 0 is a head's heaviest block (the caller maps it),
+// so each group runs heaviest-first (longest-processing-time order) while only the group's heads
+// are live at a time (their data shared in L2).
+__device__ __forceinline__ void grid_map(long long x, int nblk, long long heads, int G, int &rank, long long &bh) {
+    const long long gh = G > 0 && G < heads ? G : heads, span = gh * nblk;
+    const long long grp = x / span, w = x % span, gs = min(gh, heads - grp * gh);
+    rank = (int)(w / gs);
+    bh = grp * gh + w % gs;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Shared-memory tiles: [rows][COLS] bf16 stored with a padded row of COLS + 8 elements (16 bytes
 // more). The 8 row addresses of one ldmatrix 8x8 matrix (same columns, 8 consecutive rows) then
@@ -133,17 +154,21 @@ struct Pad {
 };
 
 // rows [row0, row0 + ROWS) of a [*, D] global view with row_stride; rows >= limit zero-filled.
+// Each thread copies one 16-byte column chunk of every (NT / (D / 8))-th row: one pointer walked
+// down the rows (nothing per row kept in registers).
 template <int ROWS, int D, int NT>
 __device__ __forceinline__ void load_tile(bf16 *s, const bf16 *g, long long row_stride, int row0, int limit,
                                           int tid) {
-    constexpr int CH = D / 8, TOTAL = ROWS * CH, LD = Pad<D>::LD;
-    static_assert(TOTAL % NT == 0, "tile not a multiple of the CTA");
+    constexpr int CH = D / 8, RPI = NT / CH, LD = Pad<D>::LD;
+    static_assert(NT % CH == 0 && ROWS % RPI == 0, "tile not a multiple of the CTA");
+    const int r0 = tid / CH, c = tid % CH;
+    const bf16 *src = g + (long long)(row0 + r0) * row_stride + c * 8;
+    const uint32_t dst = smem_u32(s + r0 * LD + c * 8);
 #pragma unroll
-    for (int it = 0; it < TOTAL / NT; ++it) {
-        int i = tid + it * NT, r = i / CH, c = i % CH, row = row0 + r;
-        bool valid = row < limit;
-        const bf16 *src = g + (long long)(valid ? row : 0) * row_stride + c * 8;
-        cp_async16(smem_u32(s + r * LD + c * 8), src, valid);
+    for (int it = 0; it < ROWS / RPI; ++it) {
+        const bool valid = row0 + r0 + it * RPI < limit;
+        cp_async16(dst + 2u * (it * RPI * LD), valid ? src : g, valid);
+        src += RPI * row_stride;
     }
 }
 
@@ -179,14 +204,6 @@ __device__ __forceinline__ void ldsm_a_km(uint32_t (&a)[4], const bf16 *s, int k
     ldsm_x4_t(a, base + 2u * (k0 * LD + mc * 16));
 }
 
-// Accumulators of two adjacent 16x8 tiles (C layout) as one bf16 A fragment (16x16).
-__device__ __forceinline__ void acc_to_a(uint32_t (&a)[4], const float (&c0)[4], const float (&c1)[4]) {
-    a[0] = pack_bf16(c0[0], c0[1]);
-    a[1] = pack_bf16(c0[2], c0[3]);
-    a[2] = pack_bf16(c1[0], c1[1]);
-    a[3] = pack_bf16(c1[2], c1[3]);
-}
-
 // ---------------------------------------------------------------------------------------------
 // Fast forward
 // ---------------------------------------------------------------------------------------------
@@ -207,15 +224,18 @@ struct FwdState {
     float m[MT][2], l[MT][2];
 };
 
-// One (q-block, kv-block) step of the forward for one warp: S = Q K^T, mask, online softmax,
-// O += P V. sQ/sK/sV are the CTA's tiles, wrow the warp's first row in the q-block, m0/n0 the
-// tiles' global first query/key.
+// One (q-block, kv-block) step of the forward for one warp, in two halves: fwd_scores (S = Q K^T,
+// mask, online softmax, P as bf16 A fragments) and fwd_pv (O += P V). sQ/sK/sV are the CTA's tiles,
+// wrow the warp's first row in the q-block, m0/n0 the tiles' global first query/key.
 // kPos (scale > 0): the row max is taken on raw scores (st.m in raw units) and the scale folds into
 // one FFMA per probability; otherwise scores are scaled first (st.m in log2 units).
+// P goes to bf16 as soon as each pair of probabilities is known (the f32 scores die there), laid
+// out as the m16n8k16 A fragment: the C fragment of n-tiles 2kk, 2kk+1 is the A fragment of k-step
+// kk, so no shared-memory round trip.
 template <class Cfg, bool kPos>
-__device__ __forceinline__ void fwd_tile(FwdState<Cfg::D, Cfg::MT> &st, const bf16 *sQ, const bf16 *sK,
-                                         const bf16 *sV, int wrow, int m0, int n0, bool need_mask,
-                                         const AttnParams &p, float sl2, int lane) {
+__device__ __forceinline__ void fwd_scores(FwdState<Cfg::D, Cfg::MT> &st, uint32_t (&pf)[Cfg::MT][Cfg::Bc / 16][4],
+                                           const bf16 *sQ, const bf16 *sK, int wrow, int m0, int n0, bool need_mask,
+                                           const AttnParams &p, float sl2, int lane) {
     constexpr int D = Cfg::D, MT = Cfg::MT, Bc = Cfg::Bc, NTL = Bc / 8;
     const int g = lane >> 2, tg = lane & 3;
     float s[MT][NTL][4];
@@ -271,9 +291,8 @@ __device__ __forceinline__ void fwd_tile(FwdState<Cfg::D, Cfg::MT> &st, const bf
             float sum = 0.f;
 #pragma unroll
             for (int nt = 0; nt < NTL; ++nt) {
-                float e0 = ex2(fmaf(s[mt][nt][2 * r], f, -ms)), e1 = ex2(fmaf(s[mt][nt][2 * r + 1], f, -ms));
-                s[mt][nt][2 * r] = e0;
-                s[mt][nt][2 * r + 1] = e1;
+                const float e0 = ex2(fmaf(s[mt][nt][2 * r], f, -ms)), e1 = ex2(fmaf(s[mt][nt][2 * r + 1], f, -ms));
+                pf[mt][nt >> 1][(nt & 1) * 2 + r] = pack_bf16(e0, e1);
                 sum += e0 + e1;
             }
             st.l[mt][r] = st.l[mt][r] * alpha + sum;
@@ -283,19 +302,22 @@ __device__ __forceinline__ void fwd_tile(FwdState<Cfg::D, Cfg::MT> &st, const bf
                 st.o[mt][dt][2 * r + 1] *= alpha;
             }
         }
+}
+
+template <class Cfg>
+__device__ __forceinline__ void fwd_pv(FwdState<Cfg::D, Cfg::MT> &st, const uint32_t (&pf)[Cfg::MT][Cfg::Bc / 16][4],
+                                       const bf16 *sV, int lane) {
+    constexpr int D = Cfg::D, MT = Cfg::MT, Bc = Cfg::Bc;
 #pragma unroll
     for (int kk = 0; kk < Bc / 16; ++kk) {
-        uint32_t pa[MT][4];
-#pragma unroll
-        for (int mt = 0; mt < MT; ++mt) acc_to_a(pa[mt], s[mt][2 * kk], s[mt][2 * kk + 1]);
 #pragma unroll
         for (int dp = 0; dp < D / 16; ++dp) {
             uint32_t b[4];
             ldsm_b_kn<D>(b, sV, kk * 16, dp, lane);
 #pragma unroll
             for (int mt = 0; mt < MT; ++mt) {
-                mma16816(st.o[mt][2 * dp], pa[mt], b[0], b[1]);
-                mma16816(st.o[mt][2 * dp + 1], pa[mt], b[2], b[3]);
+                mma16816(st.o[mt][2 * dp], pf[mt][kk], b[0], b[1]);
+                mma16816(st.o[mt][2 * dp + 1], pf[mt][kk], b[2], b[3]);
             }
         }
     }
@@ -312,11 +334,13 @@ __global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_fwd_kernel(AttnPa
     bf16 *sV = sK + 2 * Bc * LD;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, tg = lane & 3;
 
-    // blockIdx.x -> (q-block, head, batch), the last (heaviest under causal) q-blocks first
+    // blockIdx.x -> (q-block, head, batch), the heaviest (last, under causal) q-blocks first
     const int nqb = (p.T + Br - 1) / Br;
     const long long heads = (long long)p.B * p.Hq;
-    const int qb = nqb - 1 - (int)(blockIdx.x / heads);
-    const long long bh = blockIdx.x % heads;
+    int qb;
+    long long bh;
+    grid_map(blockIdx.x, nqb, heads, p.fwd_group, qb, bh);
+    qb = nqb - 1 - qb;
     const int h = (int)(bh % p.Hq), b = (int)(bh / p.Hq), hk = h / p.group;
     const int m0 = qb * Br, off = p.S - p.T;
     const int kv_end = p.causal ? min(p.S, min(p.T, m0 + Br) + off) : p.S;
@@ -358,7 +382,9 @@ __global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_fwd_kernel(AttnPa
         __syncthreads();
         const int n0 = j * Bc;
         const bool need_mask = n0 + Bc > p.S || (p.causal && n0 + Bc - 1 > m0 + off);
-        fwd_tile<Cfg, kPos>(st, sQ, sK + sg * Bc * LD, sV + sg * Bc * LD, wrow, m0, n0, need_mask, p, sl2, lane);
+        uint32_t pf[MT][Bc / 16][4];
+        fwd_scores<Cfg, kPos>(st, pf, sQ, sK + sg * Bc * LD, wrow, m0, n0, need_mask, p, sl2, lane);
+        fwd_pv<Cfg>(st, pf, sV + sg * Bc * LD, lane);
         __syncthreads();
     }
 
@@ -393,10 +419,11 @@ __global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_fwd_kernel(AttnPa
 //   dQ += dS K  [64 q x D]  warps 2 (q) x 4 (d), 32 x D/4 each -> f32 scratch (atomics)
 // ---------------------------------------------------------------------------------------------
 
-template <int D_, int kStages_, int kAW_>
+template <int D_, int kStages_, int kAW_, int Br_ = 64>
 struct BwdCfg {
     static constexpr int D = D_, NT = 256, kStages = kStages_, kAW = kAW_, kMinBlocks = 1; // 8 warps
-    static constexpr int Bc = 128, Br = 64;
+    static constexpr int Bc = 128, Br = Br_;
+    static constexpr int MQ = Br / 32, WQ = Br / 2; // per warp in S/dP and dQ: MQ m-tiles, WQ rows
     static constexpr int LD = Pad<D>::LD, LDP = Pad<Bc>::LD;
     // K, V; stages of Q, dO; P, dS [Br][Bc]; stages of lse, delta
     static constexpr int smem = ((2 * Bc + 2 * kStages * Br) * LD + 2 * Br * LDP) * (int)sizeof(bf16) +
@@ -413,20 +440,20 @@ __device__ __forceinline__ void bwd_tile(float (&dk)[2][Cfg::D / 16][4], float (
     {
         // S, dP: warp (wm, wn) = queries 32 wm.., keys 32 wn..
         const int wm = warp & 1, wn = warp >> 1;
-        float s[2][4][4], dp[2][4][4];
+        float s[Cfg::MQ][4][4], dp[Cfg::MQ][4][4];
 #pragma unroll
-        for (int mt = 0; mt < 2; ++mt)
+        for (int mt = 0; mt < Cfg::MQ; ++mt)
 #pragma unroll
             for (int nt = 0; nt < 4; ++nt)
 #pragma unroll
                 for (int e = 0; e < 4; ++e) s[mt][nt][e] = dp[mt][nt][e] = 0.f;
 #pragma unroll
         for (int ks = 0; ks < D / 16; ++ks) {
-            uint32_t aq[2][4], ao[2][4];
+            uint32_t aq[Cfg::MQ][4], ao[Cfg::MQ][4];
 #pragma unroll
-            for (int mt = 0; mt < 2; ++mt) {
-                ldsm_a<D>(aq[mt], sQ, wm * 32 + mt * 16, ks, lane);
-                ldsm_a<D>(ao[mt], sdO, wm * 32 + mt * 16, ks, lane);
+            for (int mt = 0; mt < Cfg::MQ; ++mt) {
+                ldsm_a<D>(aq[mt], sQ, wm * Cfg::WQ + mt * 16, ks, lane);
+                ldsm_a<D>(ao[mt], sdO, wm * Cfg::WQ + mt * 16, ks, lane);
             }
 #pragma unroll
             for (int np = 0; np < 2; ++np) {
@@ -434,7 +461,7 @@ __device__ __forceinline__ void bwd_tile(float (&dk)[2][Cfg::D / 16][4], float (
                 ldsm_b_nk<D>(bk, sK, wn * 32 + np * 16, ks, lane);
                 ldsm_b_nk<D>(bv, sV, wn * 32 + np * 16, ks, lane);
 #pragma unroll
-                for (int mt = 0; mt < 2; ++mt) {
+                for (int mt = 0; mt < Cfg::MQ; ++mt) {
                     mma16816(s[mt][2 * np], aq[mt], bk[0], bk[1]);
                     mma16816(s[mt][2 * np + 1], aq[mt], bk[2], bk[3]);
                     mma16816(dp[mt][2 * np], ao[mt], bv[0], bv[1]);
@@ -443,11 +470,11 @@ __device__ __forceinline__ void bwd_tile(float (&dk)[2][Cfg::D / 16][4], float (
             }
         }
 #pragma unroll
-        for (int mt = 0; mt < 2; ++mt)
+        for (int mt = 0; mt < Cfg::MQ; ++mt)
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
-                const int qi = wm * 32 + mt * 16 + g + 8 * r, t = m0 + qi;
-                const float l2 = sL[qi], dl = sDl[qi];
+                const int qi = wm * Cfg::WQ + mt * 16 + g + 8 * r, t = m0 + qi;
+                const float l2 = sL[qi] * kLog2e, dl = sDl[qi];
 #pragma unroll
                 for (int nt = 0; nt < 4; ++nt) {
                     float pr[2], ds[2];
@@ -498,34 +525,34 @@ __device__ __forceinline__ void bwd_tile(float (&dk)[2][Cfg::D / 16][4], float (
         // dQ += dS K: warp (wq, wc) = queries 32 wq.., columns wc D/4..
         const int wq = warp & 1, wc = warp >> 1;
         constexpr int DQ = D / 4;
-        float acc[2][DQ / 8][4];
+        float acc[Cfg::MQ][DQ / 8][4];
 #pragma unroll
-        for (int mt = 0; mt < 2; ++mt)
+        for (int mt = 0; mt < Cfg::MQ; ++mt)
 #pragma unroll
             for (int dt = 0; dt < DQ / 8; ++dt)
 #pragma unroll
                 for (int e = 0; e < 4; ++e) acc[mt][dt][e] = 0.f;
 #pragma unroll
         for (int kk = 0; kk < Bc / 16; ++kk) {
-            uint32_t a[2][4];
+            uint32_t a[Cfg::MQ][4];
 #pragma unroll
-            for (int mt = 0; mt < 2; ++mt) ldsm_a<Bc>(a[mt], sdS, wq * 32 + mt * 16, kk, lane);
+            for (int mt = 0; mt < Cfg::MQ; ++mt) ldsm_a<Bc>(a[mt], sdS, wq * Cfg::WQ + mt * 16, kk, lane);
 #pragma unroll
             for (int dp2 = 0; dp2 < DQ / 16; ++dp2) {
                 uint32_t bk[4];
                 ldsm_b_kn<D>(bk, sK, kk * 16, wc * (DQ / 16) + dp2, lane);
 #pragma unroll
-                for (int mt = 0; mt < 2; ++mt) {
+                for (int mt = 0; mt < Cfg::MQ; ++mt) {
                     mma16816(acc[mt][2 * dp2], a[mt], bk[0], bk[1]);
                     mma16816(acc[mt][2 * dp2 + 1], a[mt], bk[2], bk[3]);
                 }
             }
         }
 #pragma unroll
-        for (int mt = 0; mt < 2; ++mt)
+        for (int mt = 0; mt < Cfg::MQ; ++mt)
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
-                const int t = m0 + wq * 32 + mt * 16 + g + 8 * r;
+                const int t = m0 + wq * Cfg::WQ + mt * 16 + g + 8 * r;
                 if (t >= p.T) continue;
                 float *dst = p.dq_acc + (((long long)b * p.T + t) * p.Hq + h) * D + wc * DQ + 2 * tg;
 #pragma unroll
@@ -552,13 +579,17 @@ __global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_bwd_kernel(AttnPa
     bf16 *sdO = sQ + NS * Br * LD;  // [NS][Br][LD]
     bf16 *sP = sdO + NS * Br * LD;  // [Br][LDP]
     bf16 *sdS = sP + Br * LDP;      // [Br][LDP]
-    float *sL = reinterpret_cast<float *>(sdS + Br * LDP); // [NS][Br] lse in log2 units
+    float *sL = reinterpret_cast<float *>(sdS + Br * LDP); // [NS][Br] lse (natural log)
     float *sDl = sL + NS * Br;                              // [NS][Br] delta
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, tg = lane & 3;
 
+    // blockIdx.x -> (kv-block, kv head, batch), heads in groups sharing their Q, dO and dQ scratch
+    // in L2, the first (heaviest under causal) kv-blocks first
     const long long heads = (long long)p.B * p.Hkv;
-    const int kb = (int)(blockIdx.x / heads);
-    const long long bh = blockIdx.x % heads;
+    const int nkb = (p.S + Bc - 1) / Bc;
+    int kb;
+    long long bh;
+    grid_map(blockIdx.x, nkb, heads, p.bwd_group, kb, bh);
     const int hk = (int)(bh % p.Hkv), b = (int)(bh / p.Hkv);
     const int n0 = kb * Bc, off = p.S - p.T;
     const int qb0 = p.causal ? max(0, n0 - off) / Br : 0;
@@ -574,11 +605,15 @@ __global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_bwd_kernel(AttnPa
         const long long base = ((long long)b * p.T * p.Hq + h) * D;
         load_tile<Br, D, NT>(sQ + sg * Br * LD, (const bf16 *)p.q + base, qstride, m0, p.T, tid);
         load_tile<Br, D, NT>(sdO + sg * Br * LD, (const bf16 *)p.dout + base, qstride, m0, p.T, tid);
-        if (tid < Br) {
-            const int t = m0 + tid;
-            const long long i = ((long long)b * p.Hq + h) * p.T + t;
-            sL[sg * Br + tid] = t < p.T ? p.lse[i] * kLog2e : INFINITY;
-            sDl[sg * Br + tid] = t < p.T ? p.delta[i] : 0.f;
+        // lse and delta by 4-byte cp.async with the step's other tiles (no thread waits on a global
+        // load before its step). Rows past T read 0 and 0: their Q and dO are zero, so P = 1 and
+        // dS = 0 there and P^T dO = 0: nothing reaches dK, dV (and their dQ is never stored).
+        static_assert(2 * Br <= NT && (Br & (Br - 1)) == 0, "lse/delta: one thread per value");
+        if (tid < 2 * Br) {
+            const int r = tid & (Br - 1), t = m0 + r;
+            const long long i = ((long long)b * p.Hq + h) * p.T + (t < p.T ? t : 0);
+            if (tid < Br) cp_async4(smem_u32(sL + sg * Br + r), p.lse + i, t < p.T);
+            else cp_async4(smem_u32(sDl + sg * Br + r), p.delta + i, t < p.T);
         }
     };
 
@@ -607,8 +642,8 @@ __global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_bwd_kernel(AttnPa
         __syncthreads(); // data of step it ready; P, dS of step it - 1 consumed
         const int h = hk * p.group + it / nq, m0 = (qb0 + it % nq) * Br;
         const bool need_mask = n0 + Bc > p.S || (p.causal && n0 + Bc - 1 > m0 + off);
-        bwd_tile<Cfg>(dk, dv, sK, sV, sQ + sg * Br * LD, sdO + sg * Br * LD, sP, sdS, sL + sg * Br, sDl + sg * Br,
-                       m0, n0, b, h, need_mask, p, sl2, warp, lane);
+        bwd_tile<Cfg>(dk, dv, sK, sV, sQ + sg * Br * LD, sdO + sg * Br * LD, sP, sdS, sL + sg * Br,
+                               sDl + sg * Br, m0, n0, b, h, need_mask, p, sl2, warp, lane);
         if (NS < 3) __syncthreads(); // the stage is rewritten by the next prefetch
     }
     if (iters == 0) cp_async_wait<0>();
@@ -925,6 +960,14 @@ static int fill_params(ln_node *n, const ln_tensor *q, const ln_tensor *k, const
     p->group = p->Hq / p->Hkv;
     p->causal = n->iarg[0] != 0;
     p->scale = (float)n->farg[0];
+    // Grid groups (grid_map). Forward: all heads in one group, so the whole grid runs heaviest
+    // q-block first; its K, V reuse in L2 mattered less than that balance (head-major was slower).
+    // Backward: as many (kv head, batch) pairs as keep their Q, dO and f32 dQ scratch (8 T D bytes
+    // per query head) within ~16 MB of L2, 1 to 8: the kv-block-major order re-read every head's
+    // Q, dO and dQ from DRAM (docs/attention-kernel.md).
+    p->fwd_group = 0;
+    const double per_head = 8.0 * p->T * p->D * p->group;
+    p->bwd_group = per_head > 0 ? (int)fmin(8.0, fmax(1.0, 16.0 * (1 << 20) / per_head)) : 1;
     p->q = q->data;
     p->k = k->data;
     p->v = v->data;
@@ -948,7 +991,8 @@ static int fast_forward_cfg(const AttnParams &p) {
 }
 
 // Tiles as measured best on an H100 (docs/attention-kernel.md): forward 4 warps x 32 query rows,
-// kv tile 64; backward the FA2-layout kernel, 3 stages of (Q, dO), float2 dQ atomics.
+// kv tile 64; backward the FA2-layout kernel, 3 stages of (Q, dO, lse, delta), float2 dQ atomics,
+// q tile 64 at D = 128 and 128 at D = 64 (half the steps, the same registers).
 template <int D>
 static int fast_forward(const AttnParams &p) {
     return fast_forward_cfg<FwdCfg<D, 64, 4, 2>>(p);
@@ -962,7 +1006,7 @@ static int fast_backward_cfg(const AttnParams &p) {
 
 template <int D>
 static int fast_backward(const AttnParams &p) {
-    return fast_backward_cfg<BwdCfg<D, 3, 2>>(p);
+    return fast_backward_cfg<BwdCfg<D, 3, 2, D == 64 ? 128 : 64>>(p);
 }
 
 } // namespace
