@@ -1,21 +1,38 @@
 #!/usr/bin/env bash
-# One device call: build the GLA test and bench, run the GPU comparison, then the benchmark.
-# Logs under $OUT. MODE=test (tests only), bench (bench only), all (default).
+# One device call: build, then the GLA GPU tests, the kernel benchmark (bench/gla_gpu.sh) or the
+# training benchmark (bench/train_gla_gpu.sh). Logs under $OUT.
+# MODE=test (tests only), bench (kernel bench only), all (tests + kernel bench, default), train.
+# Installs the fla wheels from .whl/ when fla is not importable. Limits keep a call under 600 s:
+# build + bench ~ 60 + 540 at most; rerun on the warm machine if fla's autotune was cut off (the
+# Triton cache in build/triton-cache keeps what was compiled and tuned).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gla_out}
 mkdir -p "$OUT"
 MODE=${MODE:-all}
+if ! python3 -c "import fla" 2>/dev/null && ls .whl/*.whl > /dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+python3 -c "import fla, triton, torch; print('fla', fla.__version__, 'triton', triton.__version__, 'torch', torch.__version__)"
 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
+targets="test_gpu_gla bench_gla"; [ "$MODE" = train ] && targets=linnet
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release > "$OUT/cmake.txt" 2>&1 || { tail -20 "$OUT/cmake.txt"; exit 1; }
-cmake --build build -j 16 --target test_gpu_gla bench_gla > "$OUT/build.txt" 2>&1 || { grep -B2 -A8 error "$OUT/build.txt" | head -60; exit 1; }
-if [ "$MODE" != bench ]; then
+cmake --build build -j 16 --target $targets > "$OUT/build.txt" 2>&1 || { grep -B2 -A8 error "$OUT/build.txt" | head -60; exit 1; }
+if [ "$MODE" = test ] || [ "$MODE" = all ]; then
   timeout 150 build/tests/test_gpu_gla > "$OUT/test_gpu_gla.txt" 2>&1
   echo "test_gpu_gla rc=$?"
   grep -E "FAIL|failing|PASSED|FAILED|error" "$OUT/test_gpu_gla.txt" | head -60
 fi
-if [ "$MODE" != test ]; then
-  OUT_DIR="$OUT" timeout 300 bench/gla_gpu.sh > "$OUT/bench.txt" 2>&1
+if [ "$MODE" = bench ] || [ "$MODE" = all ]; then
+  # without the tests there is room for a cold fla autotune
+  peer=$([ "$MODE" = bench ] && echo 480 || echo 330)
+  OUT_DIR="$OUT" PEER_TIMEOUT=$peer timeout $((peer + 60)) bench/gla_gpu.sh > "$OUT/bench.txt" 2>&1
   echo "bench rc=$?"
-  tail -25 "$OUT/bench.txt"
+  tail -30 "$OUT/bench.txt"
+fi
+if [ "$MODE" = train ]; then
+  OUT_DIR="$OUT" timeout 560 bench/train_gla_gpu.sh > "$OUT/train.txt" 2>&1
+  echo "train rc=$?"
+  tail -30 "$OUT/train.txt"
 fi
