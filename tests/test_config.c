@@ -164,6 +164,12 @@ static void validation_names_the_keys(void **state) {
     assert_ok(ln_config_set(&c, "train.device=tpu"));
     expect_invalid(&c, "train.device");
     ln_config_defaults(&c);
+    assert_ok(ln_config_set(&c, "train.attention_impl=flash"));
+    expect_invalid(&c, "train.attention_impl");
+    ln_config_defaults(&c);
+    assert_ok(ln_config_set(&c, "train.attention_impl=cudnn"));
+    assert_ok(ln_config_validate(&c));
+    ln_config_defaults(&c);
     c.optim.min_lr = 1;
     expect_invalid(&c, "optim.min_lr");
     ln_config_defaults(&c);
