@@ -30,8 +30,9 @@ if [ -z "${SKIP_MEMCHECK:-}" ] && command -v compute-sanitizer >/dev/null; then
   done
 fi
 case "${1:-}" in
-  --bench) # attention at every length, then GPT-2-small training, each against PyTorch in the same run
+  --bench) # attention at every length and the GPT-2 shape, then GPT-2-small training, each against PyTorch
     LENGTHS=${LENGTHS:-"4096 16384 65536"} bash bench/attention_gpu.sh 2>&1 | tee "$out/bench-attention.txt"
+    H=12 D=64 TOKENS=32768 LENGTHS=1024 bash bench/attention_gpu.sh 2>&1 | tee -a "$out/bench-attention.txt"
     bash bench/train_gpu.sh 2>&1 | tee "$out/bench-train.txt" ;;
   --bench-attention)
     LENGTHS=${LENGTHS:-"4096 16384 65536"} bash bench/attention_gpu.sh 2>&1 | tee "$out/bench-attention.txt" ;;
