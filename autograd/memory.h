@@ -18,7 +18,8 @@ int ln_device_copy(ln_device dst_device, void *dst, ln_device src_device, const 
 /* Sets every byte to 0xFF: NaN in f32, f64 and bf16. Tests poison op outputs this way so an
  * element a kernel forgets to write can never pass. */
 int ln_device_poison(ln_device device, void *ptr, size_t bytes);
-/* While on, ln_node_output poisons every output it makes (gradients still start at zero). */
+/* While on, ln_node_output poisons every output it makes, and ln_grad_for_write every gradient it
+ * leaves unfilled (ln_grad_of's gradients still start at zero). */
 void ln_set_poison_outputs(bool on);
 bool ln_poison_outputs(void);
 

@@ -40,6 +40,12 @@ ln_tensor *ln_embedding(ln_tensor *weight, ln_tensor *ids);
 
 /* ---- normalisation over the last dim ---- weight/bias [D] */
 ln_tensor *ln_rmsnorm(ln_tensor *x, ln_tensor *weight, double eps);
+/* The pre-norm residual step fused: *sum_out = x + delta (delta: x's shape and dtype) and the
+ * result rmsnorm(*sum_out, weight, eps), both outputs of one node. Exactly ln_add followed by
+ * ln_rmsnorm (same rounding, same saved statistics), with one pass over the rows each way on the
+ * GPU. Gradients reaching the sum from its own readers and through the norm both go to x and
+ * delta. On failure returns NULL and sets *sum_out to NULL. */
+ln_tensor *ln_add_rmsnorm(ln_tensor *x, ln_tensor *delta, ln_tensor *weight, double eps, ln_tensor **sum_out);
 ln_tensor *ln_layernorm(ln_tensor *x, ln_tensor *weight, ln_tensor *bias, double eps);
 
 /* ---- rotary position embedding ----  x [B, T, H, D], D even; rotates pairs (i, i + D/2)

@@ -95,6 +95,9 @@ ln_tensor *ln_grad_for_write(ln_tensor *t, bool *accumulate) {
         return NULL;
     }
     if (g) g->in_arena = true;
+    /* poisoned GPU tests (poison kept on through backward) prove the kernel wrote every element */
+    if (g && ln_poison_outputs() && ln_device_poison(g->device, g->data, (size_t)g->numel * ln_dtype_size(g->dtype)))
+        return NULL;
     t->grad = g;
     return g;
 }

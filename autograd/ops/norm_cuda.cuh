@@ -1,0 +1,101 @@
+// Device helpers shared by the RMSNorm kernels (rmsnorm.cu, add_rmsnorm.cu): one warp per row,
+// WARPS rows a block, 16-byte packs, a weight of either float dtype, and the fixed-order column sum
+// that turns per-block partial rows into a run-to-run identical weight gradient.
+#ifndef LN_NORM_CUDA_CUH
+#define LN_NORM_CUDA_CUH
+
+#include <stdint.h>
+
+#include "autograd/cuda/cuda_check.cuh"
+
+#define WARPS 8         // rows in flight per block
+#define MAX_BLOCKS 1024 // backward blocks: bounds the partials; set by rows alone, so the order is fixed
+
+// A weight or its gradient, f32 or bf16 whatever x is; the branch is uniform over a kernel.
+struct vec_ref {
+    void *p;
+    bool bf16;
+};
+
+__device__ __forceinline__ float vload(vec_ref v, long long i) {
+    return v.bf16 ? ln_load((const __nv_bfloat16 *)v.p, i) : ln_load((const float *)v.p, i);
+}
+
+__device__ __forceinline__ void vadd(vec_ref v, long long i, float a) {
+    if (v.bf16)
+        ln_store((__nv_bfloat16 *)v.p, i, vload(v, i) + a);
+    else
+        ln_store((float *)v.p, i, vload(v, i) + a);
+}
+
+// N consecutive elements from i (a multiple of N) as fp32: one 16-byte access when N > 1.
+template <int N, typename T>
+__device__ __forceinline__ void load_n(const T *p, long long i, float (&v)[N]) {
+    if constexpr (N == 1) {
+        v[0] = ln_load(p, i);
+    } else {
+        static_assert(N * sizeof(T) == 16, "a pack is 16 bytes");
+        int4 raw = *reinterpret_cast<const int4 *>(p + i);
+        const T *e = reinterpret_cast<const T *>(&raw);
+#pragma unroll
+        for (int k = 0; k < N; k++) v[k] = ln_load(e, k);
+    }
+}
+
+template <int N, typename T>
+__device__ __forceinline__ void store_n(T *p, long long i, const float (&v)[N]) {
+    if constexpr (N == 1) {
+        ln_store(p, i, v[0]);
+    } else {
+        int4 raw;
+        T *e = reinterpret_cast<T *>(&raw);
+#pragma unroll
+        for (int k = 0; k < N; k++) ln_store(e, k, v[k]);
+        *reinterpret_cast<int4 *>(p + i) = raw;
+    }
+}
+
+// The warp's total in every lane, the same butterfly every run; all 32 lanes must call it.
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// dst[j] += sum over b < nb of partial[b * stride + j] for j < D, in a fixed order: lane y of the
+// block's 8 sums the partial rows b = y (mod 8) in order, then y = 0 adds the 8 sums in order.
+// Block (32, 8): 32 columns.
+// static: each kernel file that includes this header has its own copy.
+static __global__ void rmsnorm_colsum_kernel(const float *partial, int nb, long long stride, long long D,
+                                             vec_ref dst) {
+    __shared__ float sums[8][32];
+    long long j = blockIdx.x * 32LL + threadIdx.x;
+    float s = 0.0f;
+    if (j < D)
+        for (int b = threadIdx.y; b < nb; b += 8) s += partial[b * stride + j];
+    sums[threadIdx.y][threadIdx.x] = s;
+    __syncthreads();
+    if (threadIdx.y == 0 && j < D) {
+        float t = 0.0f;
+        for (int k = 0; k < 8; k++) t += sums[k][threadIdx.x];
+        vadd(dst, j, t);
+    }
+}
+
+static inline bool f32_or_bf16(const ln_tensor *t) { return t->dtype == LN_F32 || t->dtype == LN_BF16; }
+static inline bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+static inline vec_ref ref_of(const ln_tensor *t) { return {t ? t->data : NULL, t && t->dtype == LN_BF16}; }
+static inline unsigned group_grid(long long rows, long long cap) {
+    long long groups = (rows + WARPS - 1) / WARPS;
+    return (unsigned)(groups < cap ? groups : cap);
+}
+
+// Launches kernel<T, 16-byte packs> when vec, else kernel<T, 1>; T bound by LN_DISPATCH_FLOAT.
+#define LAUNCH_PACKED(vec, kernel, grid, ...)                                                      \
+    do {                                                                                           \
+        if (vec)                                                                                   \
+            kernel<T, (int)(16 / sizeof(T))><<<grid, WARPS * 32, 0, ln_stream()>>>(__VA_ARGS__);   \
+        else                                                                                       \
+            kernel<T, 1><<<grid, WARPS * 32, 0, ln_stream()>>>(__VA_ARGS__);                       \
+    } while (0)
+
+#endif
