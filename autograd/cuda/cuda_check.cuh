@@ -41,28 +41,51 @@ __device__ __forceinline__ float ln_load(const __nv_bfloat16 *p, long long i) { 
 __device__ __forceinline__ void ln_store(float *p, long long i, float v) { p[i] = v; }
 __device__ __forceinline__ void ln_store(__nv_bfloat16 *p, long long i, float v) { p[i] = __float2bfloat16(v); }
 
-// 8 consecutive values as floats, in one 16-byte (bf16) or two (f32) accesses: p must be 16-byte aligned.
-__device__ __forceinline__ void ln_load8(const float *p, float v[8]) {
-    float4 a = *(const float4 *)p, b = *(const float4 *)(p + 4);
-    v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
-}
-__device__ __forceinline__ void ln_load8(const __nv_bfloat16 *p, float v[8]) {
-    uint4 raw = *(const uint4 *)p;
-    const __nv_bfloat162 *h = (const __nv_bfloat162 *)&raw;
-    for (int i = 0; i < 4; i++) {
-        float2 f = __bfloat1622float2(h[i]);
-        v[2 * i] = f.x, v[2 * i + 1] = f.y;
+// N consecutive elements from i (a multiple of N) as fp32: one 16-byte access when N > 1
+// (N = 4 for f32, 8 for bf16; p + i 16-byte aligned).
+template <int N, typename T>
+__device__ __forceinline__ void ln_load_n(const T *p, long long i, float (&v)[N]) {
+    if constexpr (N == 1) {
+        v[0] = ln_load(p, i);
+    } else {
+        static_assert(N * sizeof(T) == 16, "a pack is 16 bytes");
+        int4 raw = *reinterpret_cast<const int4 *>(p + i);
+        const T *e = reinterpret_cast<const T *>(&raw);
+#pragma unroll
+        for (int k = 0; k < N; k++) v[k] = ln_load(e, k);
     }
 }
-__device__ __forceinline__ void ln_store8(float *p, const float v[8]) {
-    *(float4 *)p = make_float4(v[0], v[1], v[2], v[3]);
-    *(float4 *)(p + 4) = make_float4(v[4], v[5], v[6], v[7]);
+
+template <int N, typename T>
+__device__ __forceinline__ void ln_store_n(T *p, long long i, const float (&v)[N]) {
+    if constexpr (N == 1) {
+        ln_store(p, i, v[0]);
+    } else {
+        static_assert(N * sizeof(T) == 16, "a pack is 16 bytes");
+        int4 raw;
+        T *e = reinterpret_cast<T *>(&raw);
+#pragma unroll
+        for (int k = 0; k < N; k++) ln_store(e, k, v[k]);
+        *reinterpret_cast<int4 *>(p + i) = raw;
+    }
 }
-__device__ __forceinline__ void ln_store8(__nv_bfloat16 *p, const float v[8]) {
-    uint4 raw;
-    __nv_bfloat162 *h = (__nv_bfloat162 *)&raw;
-    for (int i = 0; i < 4; i++) h[i] = __floats2bfloat162_rn(v[2 * i], v[2 * i + 1]);
-    *(uint4 *)p = raw;
+
+// 8 consecutive values as floats whatever the dtype (two packs for f32, one for bf16).
+__device__ __forceinline__ void ln_load8(const float *p, float (&v)[8]) {
+    ln_load_n<4>(p, 0, *reinterpret_cast<float(*)[4]>(v));
+    ln_load_n<4>(p, 4, *reinterpret_cast<float(*)[4]>(v + 4));
+}
+__device__ __forceinline__ void ln_load8(const __nv_bfloat16 *p, float (&v)[8]) { ln_load_n<8>(p, 0, v); }
+__device__ __forceinline__ void ln_store8(float *p, const float (&v)[8]) {
+    ln_store_n<4>(p, 0, *reinterpret_cast<const float(*)[4]>(v));
+    ln_store_n<4>(p, 4, *reinterpret_cast<const float(*)[4]>(v + 4));
+}
+__device__ __forceinline__ void ln_store8(__nv_bfloat16 *p, const float (&v)[8]) { ln_store_n<8>(p, 0, v); }
+
+// Blocks for a grid-stride loop over n elements: enough to cover them, at least 1, at most 65535 * 8.
+static inline unsigned ln_grid(long long n, int threads) {
+    unsigned b = ln_blocks(n, threads);
+    return b < 65535u * 8 ? (b ? b : 1) : 65535u * 8;
 }
 
 // True when n elements at each pointer (NULL ones skipped) can go 8 at a time.

@@ -21,15 +21,10 @@ __global__ void silu_backward_kernel(const T *x, const T *dy, T *dx, long long n
     }
 }
 
-static unsigned grid_for(long long n) {
-    unsigned b = ln_blocks(n, 256);
-    return b < 65535u * 8 ? (b ? b : 1) : 65535u * 8;
-}
-
 extern "C" int ln_silu_forward_cuda(ln_node *n) {
     ln_tensor *x = n->in[0], *y = n->out[0];
     LN_DISPATCH_FLOAT(x->dtype, "silu", {
-        silu_forward_kernel<T><<<grid_for(x->numel), 256, 0, ln_stream()>>>((const T *)x->data, (T *)y->data, x->numel);
+        silu_forward_kernel<T><<<ln_grid(x->numel, 256), 256, 0, ln_stream()>>>((const T *)x->data, (T *)y->data, x->numel);
     });
     LN_CUDA_LAUNCHED("silu forward");
     return LN_OK;
@@ -41,7 +36,7 @@ extern "C" int ln_silu_backward_cuda(ln_node *n) {
     ln_tensor *dx = ln_grad_of(n->in[0]);
     if (!dx) return LN_ERR;
     LN_DISPATCH_FLOAT(x->dtype, "silu", {
-        silu_backward_kernel<T><<<grid_for(x->numel), 256, 0, ln_stream()>>>((const T *)x->data, (const T *)y->grad->data,
+        silu_backward_kernel<T><<<ln_grid(x->numel, 256), 256, 0, ln_stream()>>>((const T *)x->data, (const T *)y->grad->data,
                                                                          (T *)dx->data, x->numel);
     });
     LN_CUDA_LAUNCHED("silu backward");
@@ -74,7 +69,7 @@ __global__ void gelu_backward_kernel(const T *x, const T *dy, T *dx, long long n
 extern "C" int ln_gelu_forward_cuda(ln_node *n) {
     ln_tensor *x = n->in[0], *y = n->out[0];
     LN_DISPATCH_FLOAT(x->dtype, "gelu", {
-        gelu_forward_kernel<T><<<grid_for(x->numel), 256, 0, ln_stream()>>>((const T *)x->data, (T *)y->data, x->numel);
+        gelu_forward_kernel<T><<<ln_grid(x->numel, 256), 256, 0, ln_stream()>>>((const T *)x->data, (T *)y->data, x->numel);
     });
     LN_CUDA_LAUNCHED("gelu forward");
     return LN_OK;
@@ -86,7 +81,7 @@ extern "C" int ln_gelu_backward_cuda(ln_node *n) {
     ln_tensor *dx = ln_grad_of(n->in[0]);
     if (!dx) return LN_ERR;
     LN_DISPATCH_FLOAT(x->dtype, "gelu", {
-        gelu_backward_kernel<T><<<grid_for(x->numel), 256, 0, ln_stream()>>>((const T *)x->data, (const T *)y->grad->data,
+        gelu_backward_kernel<T><<<ln_grid(x->numel, 256), 256, 0, ln_stream()>>>((const T *)x->data, (const T *)y->grad->data,
                                                                          (T *)dx->data, x->numel);
     });
     LN_CUDA_LAUNCHED("gelu backward");
@@ -160,10 +155,10 @@ extern "C" int ln_swiglu_forward_cuda(ln_node *n) {
     bool vec = ln_vec8(g->numel, g->data, u->data, y->data);
     LN_DISPATCH_FLOAT(g->dtype, "swiglu", {
         if (vec)
-            swiglu_forward_vec_kernel<T><<<grid_for(g->numel / 8), 256, 0, ln_stream()>>>(
+            swiglu_forward_vec_kernel<T><<<ln_grid(g->numel / 8, 256), 256, 0, ln_stream()>>>(
                 (const T *)g->data, (const T *)u->data, (T *)y->data, g->numel);
         else
-            swiglu_forward_kernel<T><<<grid_for(g->numel), 256, 0, ln_stream()>>>(
+            swiglu_forward_kernel<T><<<ln_grid(g->numel, 256), 256, 0, ln_stream()>>>(
                 (const T *)g->data, (const T *)u->data, (T *)y->data, g->numel);
     });
     LN_CUDA_LAUNCHED("swiglu forward");
@@ -184,11 +179,11 @@ extern "C" int ln_swiglu_backward_cuda(ln_node *n) {
                                                du ? du->data : NULL);
     LN_DISPATCH_FLOAT(g->dtype, "swiglu", {
         if (vec)
-            swiglu_backward_vec_kernel<T><<<grid_for(g->numel / 8), 256, 0, ln_stream()>>>(
+            swiglu_backward_vec_kernel<T><<<ln_grid(g->numel / 8, 256), 256, 0, ln_stream()>>>(
                 (const T *)g->data, (const T *)u->data, (const T *)y->grad->data, dg ? (T *)dg->data : NULL,
                 du ? (T *)du->data : NULL, g->numel, acc_g, acc_u);
         else
-            swiglu_backward_kernel<T><<<grid_for(g->numel), 256, 0, ln_stream()>>>(
+            swiglu_backward_kernel<T><<<ln_grid(g->numel, 256), 256, 0, ln_stream()>>>(
                 (const T *)g->data, (const T *)u->data, (const T *)y->grad->data, dg ? (T *)dg->data : NULL,
                 du ? (T *)du->data : NULL, g->numel, acc_g, acc_u);
     });

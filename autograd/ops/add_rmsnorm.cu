@@ -31,11 +31,11 @@ __global__ void add_rmsnorm_forward_kernel(const T *x, const T *delta, vec_ref w
         float ss = 0.0f;
         for (long long c = (long long)lane * N; c < D; c += 32 * N) {
             float v[N], d[N];
-            load_n<N>(xr, c, v);
-            load_n<N>(dr, c, d);
+            ln_load_n<N>(xr, c, v);
+            ln_load_n<N>(dr, c, d);
 #pragma unroll
             for (int k = 0; k < N; k++) v[k] = as_stored<T>(v[k] + d[k]);
-            store_n<N>(sr, c, v);
+            ln_store_n<N>(sr, c, v);
 #pragma unroll
             for (int k = 0; k < N; k++) ss += v[k] * v[k];
         }
@@ -44,10 +44,10 @@ __global__ void add_rmsnorm_forward_kernel(const T *x, const T *delta, vec_ref w
         // the lane reads back the sum elements it stored itself: no sync, and they are in cache
         for (long long c = (long long)lane * N; c < D; c += 32 * N) {
             float v[N];
-            load_n<N>(sr, c, v);
+            ln_load_n<N>(sr, c, v);
 #pragma unroll
             for (int k = 0; k < N; k++) v[k] = v[k] * rr * vload(w, c + k);
-            store_n<N>(yr, c, v);
+            ln_store_n<N>(yr, c, v);
         }
     }
 }
@@ -57,14 +57,14 @@ template <int N, typename T>
 __device__ __forceinline__ void put_n(T *out, bool acc, long long i, const float (&g)[N]) {
     float o[N];
     if (acc) {
-        load_n<N>(out, i, o);
+        ln_load_n<N>(out, i, o);
 #pragma unroll
         for (int k = 0; k < N; k++) o[k] += g[k];
     } else {
 #pragma unroll
         for (int k = 0; k < N; k++) o[k] = g[k];
     }
-    store_n<N>(out, i, o);
+    ln_store_n<N>(out, i, o);
 }
 
 // Rows go to blocks in groups of WARPS (warp w of the block takes row g * WARPS + w), as in
@@ -91,8 +91,8 @@ __global__ void add_rmsnorm_backward_kernel(const T *sum, vec_ref w, const float
                 float dot = 0.0f;
                 for (long long c = (long long)lane * N; c < D; c += 32 * N) {
                     float sv[N], gv[N];
-                    load_n<N>(sr, c, sv);
-                    load_n<N>(gr, c, gv);
+                    ln_load_n<N>(sr, c, sv);
+                    ln_load_n<N>(gr, c, gv);
 #pragma unroll
                     for (int k = 0; k < N; k++) dot += gv[k] * vload(w, c + k) * sv[k];
                 }
@@ -101,15 +101,15 @@ __global__ void add_rmsnorm_backward_kernel(const T *sum, vec_ref w, const float
             for (long long c = (long long)lane * N; c < D; c += 32 * N) {
                 float dv[N];
                 if (dsr) {
-                    load_n<N>(dsr, c, dv);
+                    ln_load_n<N>(dsr, c, dv);
                 } else {
 #pragma unroll
                     for (int k = 0; k < N; k++) dv[k] = 0.0f;
                 }
                 if (gr) {
                     float sv[N], gv[N];
-                    load_n<N>(sr, c, sv);
-                    load_n<N>(gr, c, gv);
+                    ln_load_n<N>(sr, c, sv);
+                    ln_load_n<N>(gr, c, gv);
 #pragma unroll
                     for (int k = 0; k < N; k++) dv[k] += rr * (gv[k] * vload(w, c + k) - sv[k] * coef);
                 }
@@ -126,8 +126,8 @@ __global__ void add_rmsnorm_backward_kernel(const T *sum, vec_ref w, const float
                 float acc[N] = {};
                 for (long long q = r0; q < r1; q++) {
                     float sv[N], gv[N], rq = rrms[q];
-                    load_n<N>(sum + q * D, c, sv);
-                    load_n<N>(dy + q * D, c, gv);
+                    ln_load_n<N>(sum + q * D, c, sv);
+                    ln_load_n<N>(dy + q * D, c, gv);
 #pragma unroll
                     for (int k = 0; k < N; k++) acc[k] += gv[k] * sv[k] * rq;
                 }
@@ -226,7 +226,7 @@ extern "C" int ln_add_rmsnorm_backward_cuda(ln_node *n) {
         status = cudaPeekAtLastError();
     });
     if (status == cudaSuccess && need_w) {
-        rmsnorm_colsum_kernel<<<ln_blocks(D, 32), dim3(32, 8), 0, ln_stream()>>>(partial, (int)blocks, D, D,
+        norm_colsum_kernel<<<ln_blocks(D, 32), dim3(32, 8), 0, ln_stream()>>>(partial, (int)blocks, D, D,
                                                                                  ref_of(dw));
         status = cudaPeekAtLastError();
     }

@@ -11,11 +11,6 @@
 #define GRID_STRIDE(i, n)                                                                          \
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < (n); i += (long long)gridDim.x * blockDim.x)
 
-static unsigned grid_for(long long n) {
-    unsigned b = ln_blocks(n, 256);
-    return b < 65535u * 8 ? (b ? b : 1) : 65535u * 8;
-}
-
 // Binds TA to a's storage type and TB to b's (f32 or bf16 each).
 #define DISPATCH_AB(da, db, opname, ...)                                                           \
     LN_DISPATCH_FLOAT(da, opname, {                                                                \
@@ -84,17 +79,17 @@ static int reduce_to_b(const TY *dy, const TY *x, TB *db, long long n_a, long lo
     if (rows_per_chunk < 1) rows_per_chunk = 1;
     long long chunks = (rows + rows_per_chunk - 1) / rows_per_chunk;
     if (chunks == 1) {
-        reduce_rows_kernel<TY, TB><<<grid_for(nb), 256, 0, ln_stream()>>>(dy, x, db, rows, nb, 1, rows, true);
+        reduce_rows_kernel<TY, TB><<<ln_grid(nb, 256), 256, 0, ln_stream()>>>(dy, x, db, rows, nb, 1, rows, true);
         LN_CUDA_LAUNCHED("broadcast gradient");
         return LN_OK;
     }
     float *partial = NULL;
     LN_CUDA_TRY(cudaMallocAsync((void **)&partial, (size_t)(chunks * nb) * sizeof(float), ln_stream()));
-    reduce_rows_kernel<TY, float><<<grid_for(chunks * nb), 256, 0, ln_stream()>>>(dy, x, partial, rows, nb, chunks,
+    reduce_rows_kernel<TY, float><<<ln_grid(chunks * nb, 256), 256, 0, ln_stream()>>>(dy, x, partial, rows, nb, chunks,
                                                                                  rows_per_chunk, false);
     cudaError_t launched = cudaPeekAtLastError();
     if (launched == cudaSuccess) {
-        reduce_chunks_kernel<TB><<<grid_for(nb), 256, 0, ln_stream()>>>(partial, db, nb, chunks);
+        reduce_chunks_kernel<TB><<<ln_grid(nb, 256), 256, 0, ln_stream()>>>(partial, db, nb, chunks);
         launched = cudaPeekAtLastError();
     }
     LN_CUDA_TRY(cudaFreeAsync(partial, ln_stream())); // stream-ordered: after both passes
@@ -108,7 +103,7 @@ extern "C" int ln_add_forward_cuda(ln_node *n) {
     ln_tensor *a = n->in[0], *b = n->in[1], *y = n->out[0];
     if (a->numel == 0) return LN_OK;
     DISPATCH_AB(a->dtype, b->dtype, "add", {
-        binary_forward_kernel<TA, TB><<<grid_for(a->numel), 256, 0, ln_stream()>>>(
+        binary_forward_kernel<TA, TB><<<ln_grid(a->numel, 256), 256, 0, ln_stream()>>>(
             (const TA *)a->data, (const TB *)b->data, (TA *)y->data, a->numel, b->numel, false);
     });
     LN_CUDA_LAUNCHED("add forward");
@@ -141,7 +136,7 @@ extern "C" int ln_mul_forward_cuda(ln_node *n) {
     ln_tensor *a = n->in[0], *b = n->in[1], *y = n->out[0];
     if (a->numel == 0) return LN_OK;
     DISPATCH_AB(a->dtype, b->dtype, "mul", {
-        binary_forward_kernel<TA, TB><<<grid_for(a->numel), 256, 0, ln_stream()>>>(
+        binary_forward_kernel<TA, TB><<<ln_grid(a->numel, 256), 256, 0, ln_stream()>>>(
             (const TA *)a->data, (const TB *)b->data, (TA *)y->data, a->numel, b->numel, true);
     });
     LN_CUDA_LAUNCHED("mul forward");
@@ -155,7 +150,7 @@ extern "C" int ln_mul_backward_cuda(ln_node *n) {
         ln_tensor *ga = ln_grad_of(n->in[0]);
         if (!ga) return LN_ERR;
         DISPATCH_AB(a->dtype, b->dtype, "mul", {
-            mul_backward_a_kernel<TA, TB><<<grid_for(a->numel), 256, 0, ln_stream()>>>(
+            mul_backward_a_kernel<TA, TB><<<ln_grid(a->numel, 256), 256, 0, ln_stream()>>>(
                 (const TA *)dy->data, (const TB *)b->data, (TA *)ga->data, a->numel, b->numel);
         });
         LN_CUDA_LAUNCHED("mul backward (a)");
@@ -181,7 +176,7 @@ extern "C" int ln_scale_forward_cuda(ln_node *n) {
     ln_tensor *x = n->in[0], *y = n->out[0];
     if (x->numel == 0) return LN_OK;
     LN_DISPATCH_FLOAT(x->dtype, "scale", {
-        scale_kernel<T><<<grid_for(x->numel), 256, 0, ln_stream()>>>((const T *)x->data, (T *)y->data,
+        scale_kernel<T><<<ln_grid(x->numel, 256), 256, 0, ln_stream()>>>((const T *)x->data, (T *)y->data,
                                                                      (float)n->farg[0], x->numel, false);
     });
     LN_CUDA_LAUNCHED("scale forward");
@@ -194,7 +189,7 @@ extern "C" int ln_scale_backward_cuda(ln_node *n) {
     ln_tensor *dx = ln_grad_of(x);
     if (!dx) return LN_ERR;
     LN_DISPATCH_FLOAT(x->dtype, "scale", {
-        scale_kernel<T><<<grid_for(x->numel), 256, 0, ln_stream()>>>((const T *)dy->data, (T *)dx->data,
+        scale_kernel<T><<<ln_grid(x->numel, 256), 256, 0, ln_stream()>>>((const T *)dy->data, (T *)dx->data,
                                                                      (float)n->farg[0], x->numel, true);
     });
     LN_CUDA_LAUNCHED("scale backward");

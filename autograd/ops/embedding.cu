@@ -25,11 +25,6 @@
 
 #include "autograd/cuda/cuda_check.cuh"
 
-static unsigned grid_for(long long n) {
-    unsigned b = ln_blocks(n, 256);
-    return b < 65535u * 8 ? (b ? b : 1) : 65535u * 8;
-}
-
 static bool check_ids_enabled(void) {
     const char *v = getenv("LINNET_CHECK_IDS");
     return v && *v && strcmp(v, "0") != 0;
@@ -66,7 +61,7 @@ extern "C" int ln_embedding_forward_cuda(ln_node *n) {
     }
     cudaError_t launched = cudaSuccess;
     LN_DISPATCH_FLOAT(w->dtype, "embedding", {
-        embedding_gather_kernel<T><<<grid_for(count), 256, 0, ln_stream()>>>((const T *)w->data, (const int *)ids->data,
+        embedding_gather_kernel<T><<<ln_grid(count, 256), 256, 0, ln_stream()>>>((const T *)w->data, (const int *)ids->data,
                                                                              (T *)y->data, count, V, D, first_bad);
         launched = cudaPeekAtLastError();
     });
@@ -299,7 +294,7 @@ extern "C" int ln_embedding_backward_cuda(ln_node *n) {
     int *sorted_ids = (int *)scratch, *pos = sorted_ids + ints, *sorted_pos = pos + ints;
     float *pfirst = (float *)(scratch + head), *plast = (float *)(scratch + head + partial);
 
-    embedding_positions_kernel<<<grid_for(count), 256, 0, ln_stream()>>>(pos, count);
+    embedding_positions_kernel<<<ln_grid(count, 256), 256, 0, ln_stream()>>>(pos, count);
     cudaError_t status = cudaPeekAtLastError();
     if (status == cudaSuccess)
         status = cub::DeviceRadixSort::SortPairs(scratch + head + 2 * partial, sort_bytes, (const int *)ids->data,

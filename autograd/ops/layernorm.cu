@@ -10,62 +10,7 @@
 // when every row starts 16-byte aligned. dw and db are run-to-run identical without atomics: each
 // block sums its rows into its own f32 partial rows (one owner thread per column), then a second
 // kernel adds the partial rows in a fixed order.
-#include <stdint.h>
-
-#include "autograd/cuda/cuda_check.cuh"
-
-#define WARPS 8         // rows in flight per block
-#define MAX_BLOCKS 1024 // backward blocks: bounds the partials; set by rows alone, so the order is fixed
-
-// A weight or its gradient, f32 or bf16 whatever x is; the branch is uniform over a kernel.
-struct vec_ref {
-    void *p;
-    bool bf16;
-};
-
-__device__ __forceinline__ float vload(vec_ref v, long long i) {
-    return v.bf16 ? ln_load((const __nv_bfloat16 *)v.p, i) : ln_load((const float *)v.p, i);
-}
-
-__device__ __forceinline__ void vadd(vec_ref v, long long i, float a) {
-    if (v.bf16)
-        ln_store((__nv_bfloat16 *)v.p, i, vload(v, i) + a);
-    else
-        ln_store((float *)v.p, i, vload(v, i) + a);
-}
-
-// N consecutive elements from i (a multiple of N) as fp32: one 16-byte access when N > 1.
-template <int N, typename T>
-__device__ __forceinline__ void load_n(const T *p, long long i, float (&v)[N]) {
-    if constexpr (N == 1) {
-        v[0] = ln_load(p, i);
-    } else {
-        static_assert(N * sizeof(T) == 16, "a pack is 16 bytes");
-        int4 raw = *reinterpret_cast<const int4 *>(p + i);
-        const T *e = reinterpret_cast<const T *>(&raw);
-#pragma unroll
-        for (int k = 0; k < N; k++) v[k] = ln_load(e, k);
-    }
-}
-
-template <int N, typename T>
-__device__ __forceinline__ void store_n(T *p, long long i, const float (&v)[N]) {
-    if constexpr (N == 1) {
-        ln_store(p, i, v[0]);
-    } else {
-        int4 raw;
-        T *e = reinterpret_cast<T *>(&raw);
-#pragma unroll
-        for (int k = 0; k < N; k++) ln_store(e, k, v[k]);
-        *reinterpret_cast<int4 *>(p + i) = raw;
-    }
-}
-
-// The warp's total in every lane, the same butterfly every run; all 32 lanes must call it.
-__device__ __forceinline__ float warp_sum(float v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
+#include "autograd/ops/norm_cuda.cuh"
 
 template <typename T, int N>
 __global__ void layernorm_forward_kernel(const T *x, vec_ref w, vec_ref b, T *y, float *mean, float *rstd,
@@ -78,7 +23,7 @@ __global__ void layernorm_forward_kernel(const T *x, vec_ref w, vec_ref b, T *y,
         float s = 0.0f;
         for (long long c = (long long)lane * N; c < D; c += 32 * N) {
             float v[N];
-            load_n<N>(xr, c, v);
+            ln_load_n<N>(xr, c, v);
 #pragma unroll
             for (int k = 0; k < N; k++) s += v[k];
         }
@@ -86,7 +31,7 @@ __global__ void layernorm_forward_kernel(const T *x, vec_ref w, vec_ref b, T *y,
         // two passes: E[x^2] - E[x]^2 cancels badly for large means
         for (long long c = (long long)lane * N; c < D; c += 32 * N) {
             float v[N];
-            load_n<N>(xr, c, v);
+            ln_load_n<N>(xr, c, v);
 #pragma unroll
             for (int k = 0; k < N; k++) var += (v[k] - mu) * (v[k] - mu);
         }
@@ -97,10 +42,10 @@ __global__ void layernorm_forward_kernel(const T *x, vec_ref w, vec_ref b, T *y,
         }
         for (long long c = (long long)lane * N; c < D; c += 32 * N) {
             float v[N];
-            load_n<N>(xr, c, v);
+            ln_load_n<N>(xr, c, v);
 #pragma unroll
             for (int k = 0; k < N; k++) v[k] = (v[k] - mu) * rs * vload(w, c + k) + vload(b, c + k);
-            store_n<N>(yr, c, v);
+            ln_store_n<N>(yr, c, v);
         }
     }
 }
@@ -125,8 +70,8 @@ __global__ void layernorm_backward_kernel(const T *x, vec_ref w, const float *me
             float mu = mean[r], rs = rstd[r], sum_g = 0.0f, sum_gx = 0.0f;
             for (long long c = (long long)lane * N; c < D; c += 32 * N) {
                 float xv[N], gv[N];
-                load_n<N>(xr, c, xv);
-                load_n<N>(gr, c, gv);
+                ln_load_n<N>(xr, c, xv);
+                ln_load_n<N>(gr, c, gv);
 #pragma unroll
                 for (int k = 0; k < N; k++) {
                     float gk = gv[k] * vload(w, c + k);
@@ -137,13 +82,13 @@ __global__ void layernorm_backward_kernel(const T *x, vec_ref w, const float *me
             float mean_g = warp_sum(sum_g) / (float)D, mean_gx = warp_sum(sum_gx) / (float)D;
             for (long long c = (long long)lane * N; c < D; c += 32 * N) {
                 float xv[N], gv[N], dv[N];
-                load_n<N>(xr, c, xv);
-                load_n<N>(gr, c, gv);
-                load_n<N>(dr, c, dv);
+                ln_load_n<N>(xr, c, xv);
+                ln_load_n<N>(gr, c, gv);
+                ln_load_n<N>(dr, c, dv);
 #pragma unroll
                 for (int k = 0; k < N; k++)
                     dv[k] += rs * (gv[k] * vload(w, c + k) - mean_g - (xv[k] - mu) * rs * mean_gx);
-                store_n<N>(dr, c, dv);
+                ln_store_n<N>(dr, c, dv);
             }
         }
         if (pw) {
@@ -153,8 +98,8 @@ __global__ void layernorm_backward_kernel(const T *x, vec_ref w, const float *me
                 float aw[N] = {}, ab[N] = {};
                 for (long long q = r0; q < r1; q++) {
                     float xv[N], gv[N], mq = mean[q], rq = rstd[q];
-                    load_n<N>(x + q * D, c, xv);
-                    load_n<N>(dy + q * D, c, gv);
+                    ln_load_n<N>(x + q * D, c, xv);
+                    ln_load_n<N>(dy + q * D, c, gv);
 #pragma unroll
                     for (int k = 0; k < N; k++) {
                         aw[k] += gv[k] * (xv[k] - mq) * rq;
@@ -170,46 +115,6 @@ __global__ void layernorm_backward_kernel(const T *x, vec_ref w, const float *me
         }
     }
 }
-
-// dst[j] += sum over b < nb of partial[b * stride + offset + j] for j < D, in a fixed order: lane
-// y of the block's 8 sums the partial rows b = y (mod 8) in order, then y = 0 adds the 8 sums in
-// order. Block (32, 8): 32 columns; blockIdx.y 0 is dw (offset 0), 1 is db (offset D). A NULL
-// destination (no gradient wanted) is skipped.
-__global__ void layernorm_colsum_kernel(const float *partial, int nb, long long stride, long long D, vec_ref dw,
-                                        vec_ref db) {
-    __shared__ float sums[8][32];
-    vec_ref dst = blockIdx.y ? db : dw;
-    if (!dst.p) return; // uniform per block: before the sync
-    const float *base = partial + (blockIdx.y ? D : 0);
-    long long j = blockIdx.x * 32LL + threadIdx.x;
-    float s = 0.0f;
-    if (j < D)
-        for (int b = threadIdx.y; b < nb; b += 8) s += base[b * stride + j];
-    sums[threadIdx.y][threadIdx.x] = s;
-    __syncthreads();
-    if (threadIdx.y == 0 && j < D) {
-        float t = 0.0f;
-        for (int k = 0; k < 8; k++) t += sums[k][threadIdx.x];
-        vadd(dst, j, t);
-    }
-}
-
-static bool f32_or_bf16(const ln_tensor *t) { return t->dtype == LN_F32 || t->dtype == LN_BF16; }
-static bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
-static vec_ref ref_of(const ln_tensor *t) { return {t ? t->data : NULL, t && t->dtype == LN_BF16}; }
-static unsigned group_grid(long long rows, long long cap) {
-    long long groups = (rows + WARPS - 1) / WARPS;
-    return (unsigned)(groups < cap ? groups : cap);
-}
-
-// Launches kernel<T, 16-byte packs> when vec, else kernel<T, 1>; T bound by LN_DISPATCH_FLOAT.
-#define LAUNCH_PACKED(vec, kernel, grid, ...)                                                      \
-    do {                                                                                           \
-        if (vec)                                                                                   \
-            kernel<T, (int)(16 / sizeof(T))><<<grid, WARPS * 32, 0, ln_stream()>>>(__VA_ARGS__);   \
-        else                                                                                       \
-            kernel<T, 1><<<grid, WARPS * 32, 0, ln_stream()>>>(__VA_ARGS__);                       \
-    } while (0)
 
 extern "C" int ln_layernorm_forward_cuda(ln_node *n) {
     ln_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2], *y = n->out[0];
@@ -265,8 +170,11 @@ extern "C" int ln_layernorm_backward_cuda(ln_node *n) {
         status = cudaPeekAtLastError();
     });
     if (status == cudaSuccess && need_params) {
-        layernorm_colsum_kernel<<<dim3(ln_blocks(D, 32), 2), dim3(32, 8), 0, ln_stream()>>>(
-            partial, (int)blocks, 2 * D, D, ref_of(dw), ref_of(db));
+        // partial rows hold dw's D columns, then db's
+        if (dw) norm_colsum_kernel<<<ln_blocks(D, 32), dim3(32, 8), 0, ln_stream()>>>(partial, (int)blocks, 2 * D, D,
+                                                                                  ref_of(dw));
+        if (db) norm_colsum_kernel<<<ln_blocks(D, 32), dim3(32, 8), 0, ln_stream()>>>(partial + D, (int)blocks, 2 * D,
+                                                                                  D, ref_of(db));
         status = cudaPeekAtLastError();
     }
     if (partial) LN_CUDA_TRY(cudaFreeAsync(partial, ln_stream())); // stream-ordered: after the kernels

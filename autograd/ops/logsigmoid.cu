@@ -16,15 +16,10 @@ __global__ void logsigmoid_backward_kernel(const T *x, const T *dy, T *dx, long 
         ln_store(dx, i, ln_load(dx, i) + ln_load(dy, i) / (1.0f + expf(ln_load(x, i))));
 }
 
-static unsigned grid_for(long long n) {
-    unsigned b = ln_blocks(n, 256);
-    return b < 65535u * 8 ? (b ? b : 1) : 65535u * 8;
-}
-
 extern "C" int ln_logsigmoid_forward_cuda(ln_node *n) {
     ln_tensor *x = n->in[0], *y = n->out[0];
     LN_DISPATCH_FLOAT(x->dtype, "logsigmoid", {
-        logsigmoid_forward_kernel<T><<<grid_for(x->numel), 256, 0, ln_stream()>>>((const T *)x->data, (T *)y->data,
+        logsigmoid_forward_kernel<T><<<ln_grid(x->numel, 256), 256, 0, ln_stream()>>>((const T *)x->data, (T *)y->data,
                                                                                   x->numel);
     });
     LN_CUDA_LAUNCHED("logsigmoid forward");
@@ -37,7 +32,7 @@ extern "C" int ln_logsigmoid_backward_cuda(ln_node *n) {
     ln_tensor *dx = ln_grad_of(n->in[0]);
     if (!dx) return LN_ERR;
     LN_DISPATCH_FLOAT(x->dtype, "logsigmoid", {
-        logsigmoid_backward_kernel<T><<<grid_for(x->numel), 256, 0, ln_stream()>>>(
+        logsigmoid_backward_kernel<T><<<ln_grid(x->numel, 256), 256, 0, ln_stream()>>>(
             (const T *)x->data, (const T *)y->grad->data, (T *)dx->data, x->numel);
     });
     LN_CUDA_LAUNCHED("logsigmoid backward");

@@ -1,4 +1,4 @@
-// Device helpers shared by the RMSNorm kernels (rmsnorm.cu, add_rmsnorm.cu): one warp per row,
+// Device helpers shared by the norm kernels (rmsnorm.cu, add_rmsnorm.cu, layernorm.cu): one warp per row,
 // WARPS rows a block, 16-byte packs, a weight of either float dtype, and the fixed-order column sum
 // that turns per-block partial rows into a run-to-run identical weight gradient.
 #ifndef LN_NORM_CUDA_CUH
@@ -28,33 +28,6 @@ __device__ __forceinline__ void vadd(vec_ref v, long long i, float a) {
         ln_store((float *)v.p, i, vload(v, i) + a);
 }
 
-// N consecutive elements from i (a multiple of N) as fp32: one 16-byte access when N > 1.
-template <int N, typename T>
-__device__ __forceinline__ void load_n(const T *p, long long i, float (&v)[N]) {
-    if constexpr (N == 1) {
-        v[0] = ln_load(p, i);
-    } else {
-        static_assert(N * sizeof(T) == 16, "a pack is 16 bytes");
-        int4 raw = *reinterpret_cast<const int4 *>(p + i);
-        const T *e = reinterpret_cast<const T *>(&raw);
-#pragma unroll
-        for (int k = 0; k < N; k++) v[k] = ln_load(e, k);
-    }
-}
-
-template <int N, typename T>
-__device__ __forceinline__ void store_n(T *p, long long i, const float (&v)[N]) {
-    if constexpr (N == 1) {
-        ln_store(p, i, v[0]);
-    } else {
-        int4 raw;
-        T *e = reinterpret_cast<T *>(&raw);
-#pragma unroll
-        for (int k = 0; k < N; k++) ln_store(e, k, v[k]);
-        *reinterpret_cast<int4 *>(p + i) = raw;
-    }
-}
-
 // The warp's total in every lane, the same butterfly every run; all 32 lanes must call it.
 __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -65,7 +38,7 @@ __device__ __forceinline__ float warp_sum(float v) {
 // block's 8 sums the partial rows b = y (mod 8) in order, then y = 0 adds the 8 sums in order.
 // Block (32, 8): 32 columns.
 // static: each kernel file that includes this header has its own copy.
-static __global__ void rmsnorm_colsum_kernel(const float *partial, int nb, long long stride, long long D,
+static __global__ void norm_colsum_kernel(const float *partial, int nb, long long stride, long long D,
                                              vec_ref dst) {
     __shared__ float sums[8][32];
     long long j = blockIdx.x * 32LL + threadIdx.x;

@@ -8,11 +8,6 @@
 
 #define THREADS 256
 
-static unsigned grid_for(long long n) {
-    unsigned b = ln_blocks(n, THREADS);
-    return b < 65535u * 8 ? (b ? b : 1) : 65535u * 8;
-}
-
 // The block's total, in every thread, the same tree every run. Every thread of the block must
 // call it; blockDim.x a multiple of 32.
 static __device__ float block_sum(float v) {
@@ -75,7 +70,7 @@ extern "C" int ln_total_backward_cuda(ln_node *n) {
     ln_tensor *dx = ln_grad_of(x);
     if (!dx) return LN_ERR;
     LN_DISPATCH_FLOAT(x->dtype, n->op->name, {
-        fill_backward_kernel<T><<<grid_for(x->numel), THREADS, 0, ln_stream()>>>((const T *)y->grad->data, (T *)dx->data,
+        fill_backward_kernel<T><<<ln_grid(x->numel, THREADS), THREADS, 0, ln_stream()>>>((const T *)y->grad->data, (T *)dx->data,
                                                                                 (float)n->farg[0], x->numel);
     });
     LN_CUDA_LAUNCHED("sum/mean backward");
@@ -121,7 +116,7 @@ extern "C" int ln_sum_last_backward_cuda(ln_node *n) {
     ln_tensor *dx = ln_grad_of(x);
     if (!dx) return LN_ERR;
     LN_DISPATCH_FLOAT(x->dtype, "sum_last", {
-        sum_last_backward_kernel<T><<<grid_for(x->numel), THREADS, 0, ln_stream()>>>((const T *)y->grad->data,
+        sum_last_backward_kernel<T><<<ln_grid(x->numel, THREADS), THREADS, 0, ln_stream()>>>((const T *)y->grad->data,
                                                                                     (T *)dx->data, x->numel, cols);
     });
     LN_CUDA_LAUNCHED("sum_last backward");

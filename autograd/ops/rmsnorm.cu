@@ -20,7 +20,7 @@ __global__ void rmsnorm_forward_kernel(const T *x, vec_ref w, T *y, float *rrms,
         float ss = 0.0f;
         for (long long c = (long long)lane * N; c < D; c += 32 * N) {
             float v[N];
-            load_n<N>(xr, c, v);
+            ln_load_n<N>(xr, c, v);
 #pragma unroll
             for (int k = 0; k < N; k++) ss += v[k] * v[k];
         }
@@ -28,10 +28,10 @@ __global__ void rmsnorm_forward_kernel(const T *x, vec_ref w, T *y, float *rrms,
         if (lane == 0) rrms[r] = rr;
         for (long long c = (long long)lane * N; c < D; c += 32 * N) {
             float v[N];
-            load_n<N>(xr, c, v);
+            ln_load_n<N>(xr, c, v);
 #pragma unroll
             for (int k = 0; k < N; k++) v[k] = v[k] * rr * vload(w, c + k);
-            store_n<N>(yr, c, v);
+            ln_store_n<N>(yr, c, v);
         }
     }
 }
@@ -55,20 +55,20 @@ __global__ void rmsnorm_backward_kernel(const T *x, vec_ref w, const float *rrms
             float rr = rrms[r], dot = 0.0f;
             for (long long c = (long long)lane * N; c < D; c += 32 * N) {
                 float xv[N], gv[N];
-                load_n<N>(xr, c, xv);
-                load_n<N>(gr, c, gv);
+                ln_load_n<N>(xr, c, xv);
+                ln_load_n<N>(gr, c, gv);
 #pragma unroll
                 for (int k = 0; k < N; k++) dot += gv[k] * vload(w, c + k) * xv[k];
             }
             float coef = warp_sum(dot) * rr * rr / (float)D; // xh mean(g xh) = x coef
             for (long long c = (long long)lane * N; c < D; c += 32 * N) {
                 float xv[N], gv[N], dv[N];
-                load_n<N>(xr, c, xv);
-                load_n<N>(gr, c, gv);
-                load_n<N>(dr, c, dv);
+                ln_load_n<N>(xr, c, xv);
+                ln_load_n<N>(gr, c, gv);
+                ln_load_n<N>(dr, c, dv);
 #pragma unroll
                 for (int k = 0; k < N; k++) dv[k] += rr * (gv[k] * vload(w, c + k) - xv[k] * coef);
-                store_n<N>(dr, c, dv);
+                ln_store_n<N>(dr, c, dv);
             }
         }
         if (pw) {
@@ -78,8 +78,8 @@ __global__ void rmsnorm_backward_kernel(const T *x, vec_ref w, const float *rrms
                 float acc[N] = {};
                 for (long long q = r0; q < r1; q++) {
                     float xv[N], gv[N], rq = rrms[q];
-                    load_n<N>(x + q * D, c, xv);
-                    load_n<N>(dy + q * D, c, gv);
+                    ln_load_n<N>(x + q * D, c, xv);
+                    ln_load_n<N>(dy + q * D, c, gv);
 #pragma unroll
                     for (int k = 0; k < N; k++) acc[k] += gv[k] * xv[k] * rq;
                 }
@@ -136,7 +136,7 @@ extern "C" int ln_rmsnorm_backward_cuda(ln_node *n) {
         status = cudaPeekAtLastError();
     });
     if (status == cudaSuccess && need_w) {
-        rmsnorm_colsum_kernel<<<ln_blocks(D, 32), dim3(32, 8), 0, ln_stream()>>>(partial, (int)blocks, D, D,
+        norm_colsum_kernel<<<ln_blocks(D, 32), dim3(32, 8), 0, ln_stream()>>>(partial, (int)blocks, D, D,
                                                                                  ref_of(dw));
         status = cudaPeekAtLastError();
     }

@@ -7,11 +7,6 @@
 // The table is T * D/2 entries, recomputed by each call (it is cheap next to x).
 #include "autograd/cuda/cuda_check.cuh"
 
-static unsigned grid_for(long long n, int threads) {
-    unsigned b = ln_blocks(n, threads);
-    return b < 65535u * 8 ? (b ? b : 1) : 65535u * 8;
-}
-
 // cs[t * half + i] = (cos, sin) of (pos_offset + t) * theta^(-2i/D)
 __global__ void rope_table_kernel(float2 *cs, long long steps, long long half, long long pos_offset, double theta) {
     for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < steps * half;
@@ -60,7 +55,7 @@ static int rope_run(ln_node *n, const ln_tensor *in, ln_tensor *out, float sign,
         return ln_fail("rope: the CUDA kernel takes f32 or bf16, not %s", ln_dtype_name(in->dtype));
     float2 *cs = NULL;
     LN_CUDA_TRY(cudaMallocAsync((void **)&cs, (size_t)(steps * half) * sizeof(float2), ln_stream()));
-    rope_table_kernel<<<grid_for(steps * half, 256), 256, 0, ln_stream()>>>(cs, steps, half,
+    rope_table_kernel<<<ln_grid(steps * half, 256), 256, 0, ln_stream()>>>(cs, steps, half,
                                                                             (long long)n->iarg[0], n->farg[0]);
     cudaError_t status = cudaPeekAtLastError();
     if (status == cudaSuccess) {

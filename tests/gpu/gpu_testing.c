@@ -128,3 +128,11 @@ int gpu_compare(const char *what, ln_gradcheck_fn f, void *ctx, int n, ln_tensor
     }
     return status;
 }
+
+int gpu_compare_both(const char *what, ln_gradcheck_fn f, void *ctx, int n, ln_tensor *const *inputs) {
+    char name[160];
+    snprintf(name, sizeof name, "%s f32", what);
+    if (gpu_compare(name, f, ctx, n, inputs, LN_F32, GPU_TOL_F32) != LN_OK) return LN_ERR;
+    snprintf(name, sizeof name, "%s bf16", what);
+    return gpu_compare(name, f, ctx, n, inputs, LN_BF16, GPU_TOL_BF16);
+}

@@ -23,6 +23,9 @@ ln_tensor *gpu_randint(int ndim, const int64_t *shape, int high, uint64_t seed);
  * Prints one line per compared tensor. */
 int gpu_compare(const char *what, ln_gradcheck_fn f, void *ctx, int n, ln_tensor *const *inputs, ln_dtype dtype,
                 double tol);
+/* gpu_compare in f32 (GPU_TOL_F32) and then bf16 (GPU_TOL_BF16), " f32" / " bf16" added to what. */
+int gpu_compare_both(const char *what, ln_gradcheck_fn f, void *ctx, int n, ln_tensor *const *inputs);
+#define gpu_check_both(what, f, ctx, n, inputs) assert_ok(gpu_compare_both(what, f, ctx, n, inputs))
 /* gpu_compare that fails the test with its message. */
 #define gpu_check(what, f, ctx, n, inputs, dtype, tol) assert_ok(gpu_compare(what, f, ctx, n, inputs, dtype, tol))
 

@@ -51,15 +51,6 @@ static ln_tensor *add_rmsnorm_of(ln_tensor *const *in, void *ctx) {
     return c->x_read_later ? ln_add(out, ln_scale(x, 0.25)) : out;
 }
 
-/* Both dtypes with their tolerances; `what` gets " f32" / " bf16" appended. */
-static void check_both(const char *what, const ar_ctx *c, ln_tensor *const *in) {
-    char name[128];
-    snprintf(name, sizeof name, "%s f32", what);
-    gpu_check(name, add_rmsnorm_of, (void *)c, 3, in, LN_F32, GPU_TOL_F32);
-    snprintf(name, sizeof name, "%s bf16", what);
-    gpu_check(name, add_rmsnorm_of, (void *)c, 3, in, LN_BF16, GPU_TOL_BF16);
-}
-
 /* One case: which inputs take a gradient (x, delta, weight) and how the graph is built. */
 typedef struct {
     const char *name;
@@ -107,7 +98,7 @@ static void check_shape(int ndim, const int64_t *shape, double eps, uint64_t see
         c.param_dtype = LN_F64;
         for (int i = 0; i < 3; i++) in[i]->requires_grad = cases[k].grad[i];
         snprintf(name, sizeof name, "add_rmsnorm [%s] %s", dims, cases[k].name);
-        check_both(name, &c, in);
+        gpu_check_both(name, add_rmsnorm_of, (void *)&c, 3, in);
     }
     for (int i = 0; i < 3; i++) ln_tensor_free(in[i]);
 }

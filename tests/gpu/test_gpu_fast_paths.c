@@ -11,14 +11,6 @@
 #include "gpu/gpu_testing.h"
 #include "testing.h"
 
-static void check_both(const char *what, ln_gradcheck_fn f, int n, ln_tensor *const *inputs) {
-    char name[96];
-    snprintf(name, sizeof name, "%s f32", what);
-    gpu_check(name, f, NULL, n, inputs, LN_F32, GPU_TOL_F32);
-    snprintf(name, sizeof name, "%s bf16", what);
-    gpu_check(name, f, NULL, n, inputs, LN_BF16, GPU_TOL_BF16);
-}
-
 static void free_all(int n, ln_tensor **t) {
     for (int i = 0; i < n; i++) ln_tensor_free(t[i]);
 }
@@ -36,14 +28,14 @@ static ln_tensor *swiglu_same(ln_tensor *const *in, void *ctx) {
 static void swiglu_paths(void **state) {
     NEED_GPU();
     ln_tensor *in[2] = {gpu_randn(2, (int64_t[]){5, 96}, 2.0, 1), gpu_randn(2, (int64_t[]){5, 96}, 1.0, 2)};
-    check_both("swiglu vec, leaves", swiglu_leaf, 2, in);
-    check_both("swiglu vec, fresh grads", swiglu_fresh, 2, in);
-    check_both("swiglu(h, h) vec-sized", swiglu_same, 1, in);
+    gpu_check_both("swiglu vec, leaves", swiglu_leaf, NULL, 2, in);
+    gpu_check_both("swiglu vec, fresh grads", swiglu_fresh, NULL, 2, in);
+    gpu_check_both("swiglu(h, h) vec-sized", swiglu_same, NULL, 1, in);
     in[1]->requires_grad = false;
-    check_both("swiglu vec, gate grad only", swiglu_fresh, 2, in);
+    gpu_check_both("swiglu vec, gate grad only", swiglu_fresh, NULL, 2, in);
     free_all(2, in);
     ln_tensor *odd[2] = {gpu_randn(2, (int64_t[]){5, 97}, 2.0, 3), gpu_randn(2, (int64_t[]){5, 97}, 1.0, 4)};
-    check_both("swiglu scalar, fresh grads", swiglu_fresh, 2, odd);
+    gpu_check_both("swiglu scalar, fresh grads", swiglu_fresh, NULL, 2, odd);
     free_all(2, odd);
 }
 
@@ -67,9 +59,9 @@ static void cross_entropy_paths(void **state) {
         for (int64_t r = 0; r < 37; r += 6) ln_set(in[2], r, -1);
         char name[64];
         snprintf(name, sizeof name, "matmul + cross_entropy V=%lld", (long long)V);
-        check_both(name, lm_head, 3, in);
+        gpu_check_both(name, lm_head, NULL, 3, in);
         snprintf(name, sizeof name, "logits used twice V=%lld", (long long)V);
-        check_both(name, lm_head_twice, 3, in);
+        gpu_check_both(name, lm_head_twice, NULL, 3, in);
         free_all(3, in);
     }
 }
@@ -93,10 +85,10 @@ static void adopted_gradients(void **state) {
     NEED_GPU();
     ln_tensor *in[4] = {gpu_randn(2, (int64_t[]){6, 40}, 1.0, 40), gpu_randn(2, (int64_t[]){6, 40}, 1.0, 41),
                         gpu_randn(3, (int64_t[]){2, 3, 40}, 1.0, 42), gpu_randn(1, (int64_t[]){40}, 1.0, 43)};
-    check_both("reshape/add adoption chain", adopt_chain, 3, in);
-    check_both("add(h, h)", add_self, 1, in);
+    gpu_check_both("reshape/add adoption chain", adopt_chain, NULL, 3, in);
+    gpu_check_both("add(h, h)", add_self, NULL, 1, in);
     ln_tensor *pair[2] = {in[0], in[3]};
-    check_both("add with broadcast b", add_broadcast, 2, pair);
+    gpu_check_both("add with broadcast b", add_broadcast, NULL, 2, pair);
     free_all(4, in);
 }
 

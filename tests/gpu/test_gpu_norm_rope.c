@@ -16,15 +16,6 @@
 #include "gpu/gpu_testing.h"
 #include "testing.h"
 
-/* Both dtypes with their tolerances; `what` gets " f32" / " bf16" appended. */
-static void check_both(const char *what, ln_gradcheck_fn f, void *ctx, int n, ln_tensor *const *inputs) {
-    char name[96];
-    snprintf(name, sizeof name, "%s f32", what);
-    gpu_check(name, f, ctx, n, inputs, LN_F32, GPU_TOL_F32);
-    snprintf(name, sizeof name, "%s bf16", what);
-    gpu_check(name, f, ctx, n, inputs, LN_BF16, GPU_TOL_BF16);
-}
-
 typedef struct {
     double eps;
     ln_dtype param_dtype; /* LN_F64: the weight and bias as given; else cast to it on the tape */
@@ -58,18 +49,18 @@ static void check_norm(bool layer, int ndim, const int64_t *shape, double eps, u
     const char *op = layer ? "layernorm" : "rmsnorm";
 
     snprintf(name, sizeof name, "%s [%s]", op, dims);
-    check_both(name, f, &c, n, in);
+    gpu_check_both(name, f, &c, n, in);
     in[1]->requires_grad = in[2]->requires_grad = false;
     snprintf(name, sizeof name, "%s [%s] dx only", op, dims);
-    check_both(name, f, &c, n, in);
+    gpu_check_both(name, f, &c, n, in);
     in[0]->requires_grad = false;
     in[1]->requires_grad = in[2]->requires_grad = true;
     snprintf(name, sizeof name, "%s [%s] params only", op, dims);
-    check_both(name, f, &c, n, in);
+    gpu_check_both(name, f, &c, n, in);
     if (layer) { /* bias alone: the weight's partial sums are made but not stored */
         in[1]->requires_grad = false;
         snprintf(name, sizeof name, "%s [%s] bias only", op, dims);
-        check_both(name, f, &c, n, in);
+        gpu_check_both(name, f, &c, n, in);
     }
     for (int i = 0; i < 3; i++) ln_tensor_free(in[i]);
 }
@@ -131,7 +122,7 @@ static void rope_matches_cpu(void **state) {
             rope_ctx c = {10000.0, offsets[o]};
             char name[96];
             snprintf(name, sizeof name, "rope [2,45,3,%lld] from %lld", (long long)dims[d], (long long)offsets[o]);
-            check_both(name, rope_of, &c, 1, &x);
+            gpu_check_both(name, rope_of, &c, 1, &x);
             ln_tensor_free(x);
         }
 }

@@ -16,15 +16,6 @@
 #include "gpu/gpu_testing.h"
 #include "testing.h"
 
-/* Both dtypes with their tolerances; `what` gets " f32" / " bf16" appended. */
-static void check_both(const char *what, ln_gradcheck_fn f, void *ctx, int n, ln_tensor *const *inputs) {
-    char name[96];
-    snprintf(name, sizeof name, "%s f32", what);
-    gpu_check(name, f, ctx, n, inputs, LN_F32, GPU_TOL_F32);
-    snprintf(name, sizeof name, "%s bf16", what);
-    gpu_check(name, f, ctx, n, inputs, LN_BF16, GPU_TOL_BF16);
-}
-
 /* ---- matmul ---- */
 
 typedef struct {
@@ -51,7 +42,7 @@ static void check_matmul(const char *what, int lead_dims, const int64_t *lead, b
     mm_ctx c = {ta, tb};
     char name[96];
     snprintf(name, sizeof name, "%s%s%s", what, ta ? " ta" : "", tb ? " tb" : "");
-    check_both(name, matmul_of, &c, 2, in);
+    gpu_check_both(name, matmul_of, &c, 2, in);
     ln_tensor_free(in[0]);
     ln_tensor_free(in[1]);
 }
@@ -73,10 +64,10 @@ static void matmul_one_side_grad(void **state) {
     ln_tensor *in[2] = {gpu_randn(3, (int64_t[]){3, 37, 130}, 1.0, 50), gpu_randn(2, (int64_t[]){130, 67}, 1.0, 51)};
     mm_ctx c = {false, false};
     in[1]->requires_grad = false;
-    check_both("matmul only da", matmul_of, &c, 2, in);
+    gpu_check_both("matmul only da", matmul_of, &c, 2, in);
     in[1]->requires_grad = true;
     in[0]->requires_grad = false;
-    check_both("matmul only db", matmul_of, &c, 2, in);
+    gpu_check_both("matmul only db", matmul_of, &c, 2, in);
     ln_tensor_free(in[0]);
     ln_tensor_free(in[1]);
 }
@@ -91,9 +82,9 @@ static void check_binary(const char *what, int nb, const int64_t *sb, uint64_t s
     ln_tensor *in[2] = {gpu_randn(3, (int64_t[]){5, 37, 67}, 1.0, seed), gpu_randn(nb, sb, 1.0, seed + 1)};
     char name[96];
     snprintf(name, sizeof name, "add %s", what);
-    check_both(name, add_of, NULL, 2, in);
+    gpu_check_both(name, add_of, NULL, 2, in);
     snprintf(name, sizeof name, "mul %s", what);
-    check_both(name, mul_of, NULL, 2, in);
+    gpu_check_both(name, mul_of, NULL, 2, in);
     ln_tensor_free(in[0]);
     ln_tensor_free(in[1]);
 }
@@ -104,7 +95,7 @@ static void elementwise_matches_cpu(void **state) {
     check_binary("bias [67]", 1, (int64_t[]){67}, 62);
     check_binary("broadcast [37, 67]", 2, (int64_t[]){37, 67}, 64);
     ln_tensor *x = gpu_randn(2, (int64_t[]){37, 130}, 1.0, 68);
-    check_both("scale", scale_of, NULL, 1, &x);
+    gpu_check_both("scale", scale_of, NULL, 1, &x);
     ln_tensor_free(x);
 }
 
@@ -112,8 +103,8 @@ static void elementwise_matches_cpu(void **state) {
 static void broadcast_gradient_many_rows(void **state) {
     NEED_GPU();
     ln_tensor *in[2] = {gpu_randn(2, (int64_t[]){20000, 13}, 1.0, 70), gpu_randn(1, (int64_t[]){13}, 1.0, 71)};
-    check_both("add bias, 20000 rows", add_of, NULL, 2, in);
-    check_both("mul gain, 20000 rows", mul_of, NULL, 2, in);
+    gpu_check_both("add bias, 20000 rows", add_of, NULL, 2, in);
+    gpu_check_both("mul gain, 20000 rows", mul_of, NULL, 2, in);
     ln_tensor_free(in[0]);
     ln_tensor_free(in[1]);
 }
@@ -127,15 +118,15 @@ static ln_tensor *logsigmoid_of(ln_tensor *const *in, void *ctx) { return ln_log
 static void activations_match_cpu(void **state) {
     NEED_GPU();
     ln_tensor *x = gpu_randn(2, (int64_t[]){37, 130}, 2.0, 80);
-    check_both("gelu", gelu_of, NULL, 1, &x);
+    gpu_check_both("gelu", gelu_of, NULL, 1, &x);
     ln_tensor_free(x);
     x = gpu_randn(2, (int64_t[]){37, 130}, 6.0, 83); /* wide: both tails of the stable form */
-    check_both("logsigmoid", logsigmoid_of, NULL, 1, &x);
+    gpu_check_both("logsigmoid", logsigmoid_of, NULL, 1, &x);
     ln_tensor_free(x);
     ln_tensor *in[2] = {gpu_randn(3, (int64_t[]){3, 37, 67}, 2.0, 81), gpu_randn(3, (int64_t[]){3, 37, 67}, 1.0, 82)};
-    check_both("swiglu", swiglu_of, NULL, 2, in);
+    gpu_check_both("swiglu", swiglu_of, NULL, 2, in);
     in[1]->requires_grad = false;
-    check_both("swiglu (gate grad only)", swiglu_of, NULL, 2, in);
+    gpu_check_both("swiglu (gate grad only)", swiglu_of, NULL, 2, in);
     ln_tensor_free(in[0]);
     ln_tensor_free(in[1]);
 }
@@ -153,15 +144,15 @@ static void reductions_match_cpu(void **state) {
     ln_tensor *one = gpu_randn(1, (int64_t[]){1}, 1.0, 92);
     /* a nonzero mean keeps the total away from zero, where a relative error means little */
     for (int64_t i = 0; i < large->numel; i++) ln_set(large, i, ln_get(large, i) + 0.5);
-    check_both("sum [37, 130]", sum_of, NULL, 1, &small);
-    check_both("sum [300, 1001]", sum_of, NULL, 1, &large);
-    check_both("sum [1]", sum_of, NULL, 1, &one);
-    check_both("mean [37, 130]", mean_of, NULL, 1, &small);
-    check_both("mean [300, 1001]", mean_of, NULL, 1, &large);
-    check_both("sum_last [37, 130]", sum_last_of, NULL, 1, &small);
-    check_both("sum_last [300, 1001]", sum_last_of, NULL, 1, &large);
+    gpu_check_both("sum [37, 130]", sum_of, NULL, 1, &small);
+    gpu_check_both("sum [300, 1001]", sum_of, NULL, 1, &large);
+    gpu_check_both("sum [1]", sum_of, NULL, 1, &one);
+    gpu_check_both("mean [37, 130]", mean_of, NULL, 1, &small);
+    gpu_check_both("mean [300, 1001]", mean_of, NULL, 1, &large);
+    gpu_check_both("sum_last [37, 130]", sum_last_of, NULL, 1, &small);
+    gpu_check_both("sum_last [300, 1001]", sum_last_of, NULL, 1, &large);
     ln_tensor *x3 = gpu_randn(3, (int64_t[]){3, 37, 5}, 1.0, 93);
-    check_both("sum_last [3, 37, 5]", sum_last_of, NULL, 1, &x3);
+    gpu_check_both("sum_last [3, 37, 5]", sum_last_of, NULL, 1, &x3);
     ln_tensor_free(small);
     ln_tensor_free(large);
     ln_tensor_free(one);
@@ -176,7 +167,7 @@ static void embedding_matches_cpu(void **state) {
     NEED_GPU();
     /* 148 ids over 50 rows: many repeats; some rows never used */
     ln_tensor *in[2] = {gpu_randn(2, (int64_t[]){50, 67}, 1.0, 100), gpu_randint(2, (int64_t[]){4, 37}, 50, 101)};
-    check_both("embedding V=50 D=67", embedding_of, NULL, 2, in);
+    gpu_check_both("embedding V=50 D=67", embedding_of, NULL, 2, in);
     ln_tensor_free(in[0]);
     ln_tensor_free(in[1]);
     /* wide rows (several passes of a block over D), one id repeated everywhere */
@@ -184,7 +175,7 @@ static void embedding_matches_cpu(void **state) {
     ln_tensor *ids = gpu_randint(1, (int64_t[]){77}, 1000, 103);
     for (int64_t i = 0; i < ids->numel; i += 3) ln_set(ids, i, 999);
     ln_tensor *in2[2] = {w, ids};
-    check_both("embedding V=1000 D=300", embedding_of, NULL, 2, in2);
+    gpu_check_both("embedding V=1000 D=300", embedding_of, NULL, 2, in2);
     ln_tensor_free(w);
     ln_tensor_free(ids);
 }
@@ -195,7 +186,7 @@ static void embedding_matches_cpu(void **state) {
 static void check_ids(const char *what, int64_t V, int64_t D, ln_tensor *ids, uint64_t seed) {
     ln_tensor *w = gpu_randn(2, (int64_t[]){V, D}, 1.0, seed);
     ln_tensor *in[2] = {w, ids};
-    check_both(what, embedding_of, NULL, 2, in);
+    gpu_check_both(what, embedding_of, NULL, 2, in);
     ln_tensor_free(w);
     ln_tensor_free(ids);
 }
@@ -249,7 +240,7 @@ static void embedding_long_runs_match_cpu(void **state) {
     ln_tensor *w = gpu_randn(2, (int64_t[]){300, 40}, 1.0, 216);
     ln_tensor *few = gpu_randint(1, (int64_t[]){5000}, 3, 217), *many = gpu_randint(1, (int64_t[]){5000}, 300, 218);
     ln_tensor *in[3] = {w, few, many};
-    check_both("embedding twice, accumulated", embedding_twice_of, NULL, 3, in);
+    gpu_check_both("embedding twice, accumulated", embedding_twice_of, NULL, 3, in);
     ln_tensor_free(w);
     ln_tensor_free(few);
     ln_tensor_free(many);
@@ -264,9 +255,9 @@ static void softmax_matches_cpu(void **state) {
     ln_tensor *wide = gpu_randn(2, (int64_t[]){37, 1000}, 3.0, 110);
     ln_tensor *narrow = gpu_randn(3, (int64_t[]){3, 37, 5}, 3.0, 111);
     ln_tensor *single = gpu_randn(2, (int64_t[]){7, 1}, 1.0, 112);
-    check_both("softmax rows of 1000", softmax_of, NULL, 1, &wide);
-    check_both("softmax rows of 5", softmax_of, NULL, 1, &narrow);
-    check_both("softmax rows of 1", softmax_of, NULL, 1, &single);
+    gpu_check_both("softmax rows of 1000", softmax_of, NULL, 1, &wide);
+    gpu_check_both("softmax rows of 5", softmax_of, NULL, 1, &narrow);
+    gpu_check_both("softmax rows of 1", softmax_of, NULL, 1, &single);
     ln_tensor_free(wide);
     ln_tensor_free(narrow);
     ln_tensor_free(single);
@@ -287,21 +278,21 @@ static void cross_entropy_matches_cpu(void **state) {
     ln_tensor *targets = gpu_randint(2, (int64_t[]){3, 37}, 1000, 121);
     for (int64_t i = 0; i < targets->numel; i += 7) ln_set(targets, i, -1); /* some ignored */
     ln_tensor *in[2] = {logits, targets};
-    check_both("cross_entropy V=1000", cross_entropy_of, NULL, 2, in);
+    gpu_check_both("cross_entropy V=1000", cross_entropy_of, NULL, 2, in);
 
     ln_tensor *x = gpu_randn(2, (int64_t[]){37, 130}, 1.0, 122);
     ln_tensor *w = gpu_randn(2, (int64_t[]){130, 1000}, 0.1, 123);
     ln_tensor *t = gpu_randint(1, (int64_t[]){37}, 1000, 124);
     ln_set(t, 5, -1);
     ln_tensor *head[3] = {x, w, t};
-    check_both("matmul + cross_entropy", lm_head_of, NULL, 3, head);
+    gpu_check_both("matmul + cross_entropy", lm_head_of, NULL, 3, head);
 
     /* every target ignored: loss 0, gradient 0 on both devices */
     ln_tensor *small = gpu_randn(2, (int64_t[]){4, 10}, 1.0, 125);
     ln_tensor *none = gpu_randint(1, (int64_t[]){4}, 10, 126);
     for (int64_t i = 0; i < none->numel; i++) ln_set(none, i, -1);
     ln_tensor *all_ignored[2] = {small, none};
-    check_both("cross_entropy all ignored", cross_entropy_of, NULL, 2, all_ignored);
+    gpu_check_both("cross_entropy all ignored", cross_entropy_of, NULL, 2, all_ignored);
 
     ln_tensor_free(logits);
     ln_tensor_free(targets);
