@@ -69,13 +69,18 @@ static int arena_adopt(ln_tensor *t) {
     return LN_OK;
 }
 
-ln_tensor *ln_arena_tensor(ln_dtype dtype, ln_device device, int ndim, const int64_t *shape) {
-    ln_tensor *t = ln_tensor_new(dtype, device, ndim, shape);
+/* An arena tensor, zero-filled or (unfilled: for kernels that write every element) not. */
+static ln_tensor *arena_tensor(ln_dtype dtype, ln_device device, int ndim, const int64_t *shape, bool zero) {
+    ln_tensor *t = zero ? ln_tensor_new(dtype, device, ndim, shape) : ln_tensor_new_uninit(dtype, device, ndim, shape);
     if (t && arena_adopt(t)) {
         ln_tensor_free(t);
         return NULL;
     }
     return t;
+}
+
+ln_tensor *ln_arena_tensor(ln_dtype dtype, ln_device device, int ndim, const int64_t *shape) {
+    return arena_tensor(dtype, device, ndim, shape, true);
 }
 
 ln_tensor *ln_grad_of(ln_tensor *t) {
@@ -89,12 +94,7 @@ ln_tensor *ln_grad_of(ln_tensor *t) {
 ln_tensor *ln_grad_for_write(ln_tensor *t, bool *accumulate) {
     *accumulate = t->grad != NULL || !t->in_arena;
     if (*accumulate) return ln_grad_of(t); /* leaves keep zeroed, persistent grads */
-    ln_tensor *g = ln_tensor_new_uninit(t->dtype, t->device, t->ndim, t->shape);
-    if (g && arena_adopt(g)) {
-        ln_tensor_free(g);
-        return NULL;
-    }
-    if (g) g->in_arena = true;
+    ln_tensor *g = arena_tensor(t->dtype, t->device, t->ndim, t->shape, false);
     /* poisoned GPU tests (poison kept on through backward) prove the kernel wrote every element */
     if (g && ln_poison_outputs() && ln_device_poison(g->device, g->data, (size_t)g->numel * ln_dtype_size(g->dtype)))
         return NULL;
@@ -150,11 +150,7 @@ ln_tensor *ln_node_output(ln_node *n, ln_dtype dtype, int ndim, const int64_t *s
         return NULL;
     }
     /* not zero-filled on the GPU: the forward writes every element (poisoned GPU tests prove it) */
-    ln_tensor *t = ln_tensor_new_uninit(dtype, n->device, ndim, shape);
-    if (t && arena_adopt(t)) {
-        ln_tensor_free(t);
-        return NULL;
-    }
+    ln_tensor *t = arena_tensor(dtype, n->device, ndim, shape, false);
     if (t && ln_poison_outputs() && ln_device_poison(t->device, t->data, (size_t)t->numel * ln_dtype_size(dtype)))
         return NULL;
     if (t) n->out[n->n_out++] = t;
