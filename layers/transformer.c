@@ -45,15 +45,28 @@ int ln_transformer_create(ln_transformer *m, const ln_model_config *cfg, uint64_
     return LN_OK;
 }
 
+/* The norm in front of block i's attention; past the last block, the final norm. */
+static ln_tensor *norm_before_block(const ln_transformer *m, int i) {
+    return i < m->cfg.n_layers ? m->blocks[i].attn_norm : m->final_norm;
+}
+
+/* x is the residual stream and h its normalised value, the next sublayer's input. Each residual
+ * add is fused with the RMSNorm that reads its sum (ln_add_rmsnorm): the MLP's, the next block's
+ * attention's, or the final one; the same numbers as ln_add then ln_rmsnorm, in one node.
+ * Sublayers run in statements of their own: the order of ops on the tape (ln_weight may record
+ * a cast) must not rest on C's unspecified order of argument evaluation. */
 ln_tensor *ln_transformer_logits(ln_transformer *m, ln_tensor *ids) {
     const double eps = m->cfg.norm_eps;
     ln_tensor *x = ln_embedding(ln_weight(m->embedding), ids);
+    ln_tensor *h = ln_rmsnorm(x, ln_weight(norm_before_block(m, 0)), eps);
     for (int i = 0; i < m->cfg.n_layers; i++) {
         ln_block *b = &m->blocks[i];
-        x = ln_add(x, b->attention_kind->forward(b->attention, ln_rmsnorm(x, ln_weight(b->attn_norm), eps)));
-        x = ln_add(x, ln_mlp_forward(&b->mlp, ln_rmsnorm(x, ln_weight(b->mlp_norm), eps)));
+        ln_tensor *attn = b->attention_kind->forward(b->attention, h);
+        h = ln_add_rmsnorm(x, attn, ln_weight(b->mlp_norm), eps, &x);
+        ln_tensor *mlp = ln_mlp_forward(&b->mlp, h);
+        h = ln_add_rmsnorm(x, mlp, ln_weight(norm_before_block(m, i + 1)), eps, &x);
     }
-    return ln_matmul(ln_rmsnorm(x, ln_weight(m->final_norm), eps), ln_weight(m->lm_head), false, true);
+    return ln_matmul(h, ln_weight(m->lm_head), false, true);
 }
 
 ln_tensor *ln_transformer_loss(ln_transformer *m, ln_tensor *ids, ln_tensor *targets) {

@@ -1,6 +1,7 @@
 /* A decoder-only transformer built from the recipe's model section: token embedding, n_layers
  * pre-norm blocks (RMSNorm -> attention of the layer's kind -> residual, RMSNorm -> SwiGLU MLP ->
- * residual), a final RMSNorm and the LM head (tied to the embedding or its own matrix). */
+ * residual), a final RMSNorm and the LM head (tied to the embedding or its own matrix). Each
+ * residual add and the RMSNorm after it run as one op (ln_add_rmsnorm). */
 #ifndef LN_TRANSFORMER_H
 #define LN_TRANSFORMER_H
 
