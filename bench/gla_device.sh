@@ -16,6 +16,10 @@ if ! python3 -c "import fla" 2>/dev/null && ls .whl/*.whl > /dev/null 2>&1; then
 fi
 python3 -c "import fla, triton, torch; print('fla', fla.__version__, 'triton', triton.__version__, 'torch', torch.__version__)"
 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
+# fla's compiled Triton kernels from an earlier call (carried as .carry-triton/, see the end)
+if ls .carry-triton/triton-cache.tgz.part-* > /dev/null 2>&1 && [ ! -d build/triton-cache ]; then
+  mkdir -p build && cat .carry-triton/triton-cache.tgz.part-* | tar -xzf - -C build
+fi
 targets="test_gpu_gla bench_gla"; [ "$MODE" = train ] && targets=linnet
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release > "$OUT/cmake.txt" 2>&1 || { tail -20 "$OUT/cmake.txt"; exit 1; }
 cmake --build build -j 16 --target $targets > "$OUT/build.txt" 2>&1 || { grep -B2 -A8 error "$OUT/build.txt" | head -60; exit 1; }
@@ -23,6 +27,15 @@ if [ "$MODE" = test ] || [ "$MODE" = all ]; then
   timeout 150 build/tests/test_gpu_gla > "$OUT/test_gpu_gla.txt" 2>&1
   echo "test_gpu_gla rc=$?"
   grep -E "FAIL|failing|PASSED|FAILED|error" "$OUT/test_gpu_gla.txt" | head -60
+  if [ -n "${MEMCHECK:-}" ]; then
+    timeout "${MEMCHECK}" compute-sanitizer --tool memcheck --leak-check no build/tests/test_gpu_gla > "$OUT/memcheck-gla.txt" 2>&1
+    echo "memcheck test_gpu_gla rc=$?: $(grep -E 'ERROR SUMMARY' "$OUT/memcheck-gla.txt")"
+  fi
+fi
+if [ -n "${NCU:-}" ]; then # per-kernel times and throughput of one T = 4096 fwd + bwd
+  timeout 240 ncu --clock-control none --launch-count 8 --kernel-name regex:"chunk_state|scan_kernel|fwd_kernel|bwd_kernel" \
+    --section SpeedOfLight --section Occupancy build/bench/bench_gla 16 128 32768 4096 > "$OUT/ncu.txt" 2>&1
+  grep -E "^  [a-z_(]|Duration|Memory Throughput|Compute \(SM\) Throughput|Achieved Occupancy" "$OUT/ncu.txt" | head -60
 fi
 if [ "$MODE" = bench ] || [ "$MODE" = all ]; then
   # without the tests there is room for a cold fla autotune
@@ -35,4 +48,8 @@ if [ "$MODE" = train ]; then
   OUT_DIR="$OUT" timeout 560 bench/train_gla_gpu.sh > "$OUT/train.txt" 2>&1
   echo "train rc=$?"
   tail -30 "$OUT/train.txt"
+fi
+# keep fla's compiled kernels for the next call: copy $OUT/triton-cache.tgz.part-* to .carry-triton/ and carry it
+if [ -d build/triton-cache ] && [ -n "${SAVE_TRITON:-}" ]; then
+  tar -czf - -C build triton-cache | split -b 15M - "$OUT/triton-cache.tgz.part-" && ls -la "$OUT"/triton-cache.tgz.part-*
 fi

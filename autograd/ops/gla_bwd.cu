@@ -10,7 +10,7 @@
 //              rowsum(dh_c+1 * h_c+1) = e^Gam rowsum(dh_c+1 * h_c) + sum_j k_j (v dh_c+1^T)_j e^(Gam-G_j)
 //        dg  = reverse cumulative sum of dG over the chunk (summed over K for a per-head gate).
 //      Gradients are added to what the tensors hold (grads accumulate).
-#include "gla_cuda.cuh"
+#include "gla_mma.cuh"
 
 #define BWD_THREADS 256
 
@@ -176,6 +176,11 @@ extern "C" int gla_family_backward_cuda(ln_node *n) {
     gla_plan p;
     if (gla_cuda_begin(n, &p)) return LN_ERR;
     const ln_dtype dt = q->dtype;
+    if (gla_mma_applies(&p, dt)) {
+        const int status = gla_mma_backward(n, &p);
+        gla_plan_free(&p);
+        return status;
+    }
     const size_t es = ln_dtype_size(dt);
     const ln_tensor *dht = n->iarg[5] ? n->out[1]->grad : NULL;
     bwd_out o = {q->requires_grad ? ln_grad_of(q) : NULL, k->requires_grad ? ln_grad_of(k) : NULL,

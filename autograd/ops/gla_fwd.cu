@@ -5,7 +5,7 @@
 // HBM per chunk and head (bf16, K = V = 128): q, k, g, v read once (64 KB), h_c written by the
 // scan and read here (2 x 32 KB), o written (16 KB); the scan re-reads k, g, v per state tile
 // (from L2 mostly: the tiles of one head walk the same chunks together).
-#include "gla_cuda.cuh"
+#include "gla_mma.cuh"
 
 #define FWD_THREADS 256
 
@@ -79,6 +79,11 @@ extern "C" int gla_family_forward_cuda(ln_node *n) {
     gla_plan p;
     if (gla_cuda_begin(n, &p)) return LN_ERR;
     const ln_dtype dt = n->in[0]->dtype;
+    if (gla_mma_applies(&p, dt)) {
+        const int status = gla_mma_forward(n, &p);
+        gla_plan_free(&p);
+        return status;
+    }
     const ln_tensor *h0 = n->iarg[2] >= 0 ? n->in[n->iarg[2]] : NULL;
     ln_tensor *ht = n->iarg[5] ? n->out[1] : NULL;
     const void *g = n->iarg[1] >= 0 ? n->in[n->iarg[1]]->data : NULL;

@@ -53,29 +53,36 @@ static ln_tensor *gated_of(ln_tensor *const *in, void *ctx) {
     return c->ret_ht ? ht : out;
 }
 
-/* log decays <= 0: mostly mild (-0.05 .. -1), with `strong` channels down to -20 */
-static ln_tensor *make_gate(int ndim, const int64_t *shape, bool strong, uint64_t seed) {
+enum { DECAY_MILD, DECAY_STRONG, DECAY_GLA, DECAY_NEAR_SPAN };
+
+/* log decays <= 0. DECAY_MILD: -0.05 .. -1; DECAY_STRONG: as mild, with some channels down to -20
+ * (past the tensor-core path's span limit: its pairwise fallback) and others almost 0;
+ * DECAY_GLA: logsigmoid(x) / 16 as GLA layers make them; DECAY_NEAR_SPAN: -0.25 on the first 16
+ * steps of every 64 (a sub-chunk spanning 3.75 nats, just inside the limit of 4), -0.01 elsewhere. */
+static ln_tensor *make_gate(int ndim, const int64_t *shape, int decay, uint64_t seed) {
     ln_tensor *g = gpu_randn(ndim, shape, 1.0, seed);
-    int64_t last = shape[ndim - 1];
+    int64_t last = shape[ndim - 1], per_step = ndim == 4 ? shape[2] * shape[3] : shape[2];
     for (int64_t i = 0; i < g->numel; i++) {
         double x = ln_get(g, i), v = -0.05 - 0.5 * fabs(x);
-        if (strong && (i % last) % 5 == 1) v = -20.0 * fabs(x) / (1.0 + fabs(x)) - 0.5;
-        if (strong && (i % last) % 7 == 3) v = -1e-3; /* almost no decay */
+        if (decay == DECAY_STRONG && (i % last) % 5 == 1) v = -20.0 * fabs(x) / (1.0 + fabs(x)) - 0.5;
+        if (decay == DECAY_STRONG && (i % last) % 7 == 3) v = -1e-3; /* almost no decay */
+        if (decay == DECAY_GLA) v = -log1p(exp(-x)) / 16.0;
+        if (decay == DECAY_NEAR_SPAN) v = (i / per_step) % shape[1] % 64 < 16 ? -0.25 : -0.01;
         ln_set(g, i, v);
     }
     return g;
 }
 
 static void run_case(const char *what, int op, int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, bool h0,
-                     ln_tensor *cu, bool strong, double scale, uint64_t seed, bool both_dtypes) {
+                     ln_tensor *cu, int decay, double scale, uint64_t seed, bool both_dtypes) {
     int64_t n_seq = cu ? cu->shape[0] - 1 : B;
     ln_tensor *in[6];
     int n = 0;
     in[n++] = gpu_randn(4, (int64_t[]){B, T, H, K}, 1.0, seed);
     in[n++] = gpu_randn(4, (int64_t[]){B, T, H, K}, 1.0, seed + 1);
     in[n++] = gpu_randn(4, (int64_t[]){B, T, H, V}, 1.0, seed + 2);
-    if (op == OP_GLA) in[n++] = make_gate(4, (int64_t[]){B, T, H, K}, strong, seed + 3);
-    if (op == OP_SIMPLE) in[n++] = make_gate(3, (int64_t[]){B, T, H}, strong, seed + 3);
+    if (op == OP_GLA) in[n++] = make_gate(4, (int64_t[]){B, T, H, K}, decay, seed + 3);
+    if (op == OP_SIMPLE) in[n++] = make_gate(3, (int64_t[]){B, T, H}, decay, seed + 3);
     if (h0) in[n++] = gpu_randn(4, (int64_t[]){n_seq, H, K, V}, 0.5, seed + 4);
     int owned = n;
     if (cu) in[n++] = cu;
@@ -98,18 +105,53 @@ static void gla_family_matches_cpu(void **state) {
         for (int t = 0; t < 4; t++) {
             char what[96];
             snprintf(what, sizeof what, "%s T=%lld K=20 V=48 h0", names[op], (long long)Ts[t]);
-            run_case(what, op, 2, Ts[t], 2, 20, 48, true, NULL, false, 0, 100 + 10 * op + t, true);
+            run_case(what, op, 2, Ts[t], 2, 20, 48, true, NULL, DECAY_MILD, 0, 100 + 10 * op + t, true);
         }
-    run_case("gla strong decay T=200 K=64 V=64", OP_GLA, 1, 200, 2, 64, 64, false, NULL, true, 0, 300, true);
-    run_case("simple_gla strong decay T=130", OP_SIMPLE, 2, 130, 3, 32, 32, true, NULL, true, 0.3, 310, true);
-    run_case("gla K=V=128 T=200 (bf16)", OP_GLA, 1, 200, 2, 128, 128, true, NULL, true, 0, 320, false);
+    run_case("gla strong decay T=200 K=64 V=64", OP_GLA, 1, 200, 2, 64, 64, false, NULL, DECAY_STRONG, 0, 300, true);
+    run_case("simple_gla strong decay T=130", OP_SIMPLE, 2, 130, 3, 32, 32, true, NULL, DECAY_STRONG, 0.3, 310, true);
+    run_case("gla K=V=128 T=200 (bf16)", OP_GLA, 1, 200, 2, 128, 128, true, NULL, DECAY_STRONG, 0, 320, false);
     ln_tensor *cu = ln_tensor_new(LN_I32, LN_CPU, 1, (int64_t[]){6});
     const int offs[] = {0, 1, 64, 64, 130, 200}; /* an empty document too */
     for (int i = 0; i < 6; i++) ln_set(cu, i, offs[i]);
     for (int op = 0; op < 3; op++) {
         char what[96];
         snprintf(what, sizeof what, "%s varlen [1,63,0,66,70] h0", names[op]);
-        run_case(what, op, 1, 200, 2, 32, 40, true, cu, op == OP_GLA, 0, 400 + op, true);
+        run_case(what, op, 1, 200, 2, 32, 40, true, cu, op == OP_GLA ? DECAY_STRONG : DECAY_MILD, 0, 400 + op, true);
+    }
+    ln_tensor_free(cu);
+    printf("%d failing comparisons\n", failures);
+    assert_int_equal(failures, 0);
+}
+
+/* The tensor-core path (bf16, K and V each 64 or 128): every op, both head-dim sizes, partial
+ * chunks, h0 / ht, packed documents, gates near its span limit and past it (pairwise fallback). */
+static void tensor_core_path_matches_cpu(void **state) {
+    NEED_GPU();
+    failures = 0;
+    const char *names[] = {"gla", "simple_gla", "linear"};
+    static const int64_t Ts[] = {1, 63, 200};
+    for (int op = 0; op < 3; op++)
+        for (int t = 0; t < 3; t++) {
+            char what[96];
+            snprintf(what, sizeof what, "mma %s T=%lld K=V=64 h0", names[op], (long long)Ts[t]);
+            run_case(what, op, 2, Ts[t], 2, 64, 64, true, NULL, DECAY_GLA, 0, 500 + 10 * op + t, false);
+        }
+    run_case("mma gla T=130 K=128 V=64", OP_GLA, 2, 130, 2, 128, 64, true, NULL, DECAY_GLA, 0, 540, false);
+    run_case("mma gla T=65 K=64 V=128", OP_GLA, 1, 65, 3, 64, 128, false, NULL, DECAY_GLA, 0.2, 541, false);
+    run_case("mma gla T=130 K=V=128 mild", OP_GLA, 1, 130, 2, 128, 128, true, NULL, DECAY_MILD, 0, 542, false);
+    run_case("mma gla T=130 K=V=128 near span", OP_GLA, 1, 130, 2, 128, 128, true, NULL, DECAY_NEAR_SPAN, 0, 543,
+             false);
+    run_case("mma simple_gla T=130 K=V=64 near span", OP_SIMPLE, 2, 130, 2, 64, 64, true, NULL, DECAY_NEAR_SPAN, 0,
+             544, false);
+    run_case("mma simple_gla T=130 K=V=64 strong", OP_SIMPLE, 2, 130, 2, 64, 64, true, NULL, DECAY_STRONG, 0, 545,
+             false);
+    ln_tensor *cu = ln_tensor_new(LN_I32, LN_CPU, 1, (int64_t[]){6});
+    const int offs[] = {0, 1, 64, 64, 130, 200};
+    for (int i = 0; i < 6; i++) ln_set(cu, i, offs[i]);
+    for (int op = 0; op < 3; op++) {
+        char what[96];
+        snprintf(what, sizeof what, "mma %s varlen [1,63,0,66,70] K=V=64 h0", names[op]);
+        run_case(what, op, 1, 200, 2, 64, 64, true, cu, op == OP_GLA ? DECAY_STRONG : DECAY_GLA, 0, 550 + op, false);
     }
     ln_tensor_free(cu);
     printf("%d failing comparisons\n", failures);
@@ -182,6 +224,7 @@ static void cpu_only_forms_fail_clearly(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(gla_family_matches_cpu),
+        cmocka_unit_test(tensor_core_path_matches_cpu),
         cmocka_unit_test(conv_and_fmaps_match_cpu),
         cmocka_unit_test(cpu_only_forms_fail_clearly),
     };

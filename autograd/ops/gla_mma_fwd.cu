@@ -1,0 +1,152 @@
+// Forward of the tensor-core GLA path (see gla_mma.cuh): the chunk states (gla_mma_state.cu), then
+// one block per (chunk, head, 64 columns of V), one warp per 16-row sub-chunk I:
+//   A_I   = scores of rows I against columns j <= i: (q e^(G - G_r)) (k e^(G_r - G))^T, r = the
+//           first row of I, masked above the diagonal (pairwise past GLA_MMA_SPAN);
+//   o_I   = scale (A_I v + (q e^G) h_c), A_I fed from registers into the second product.
+// Shared memory ~96 KB at K = 128 (q, k, v, h_c tiles in bf16 and G in f32): two blocks per SM.
+#include "gla_mma.cuh"
+
+using namespace gla_mma;
+
+#define FWD_THREADS 128
+
+namespace {
+
+template <int K> struct FwdSmem {
+    static constexpr int LDK = K + 8, LDV = 72;
+    static constexpr size_t bytes = 2 * (2 * 64 * LDK + 64 * LDV + K * LDV) + 4 * (64 * LDK + FWD_THREADS);
+};
+
+template <int K>
+__global__ void __launch_bounds__(FWD_THREADS) fwd_kernel(gla_plan p, const bf16 *__restrict__ q,
+                                                          const bf16 *__restrict__ k, const bf16 *__restrict__ v,
+                                                          const bf16 *__restrict__ g, const bf16 *__restrict__ hs,
+                                                          bf16 *__restrict__ o) {
+    extern __shared__ __align__(16) char smem[];
+    constexpr int LDK = K + 8, LDV = 72;
+    bf16 *sq = (bf16 *)smem, *sk = sq + 64 * LDK, *sv = sk + 64 * LDK, *sh = sv + 64 * LDV;
+    float *sG = (float *)(sh + K * LDV), *scratch = sG + 64 * LDK;
+    const int VT = p.V / 64, gc = blockIdx.x / VT, vt = blockIdx.x % VT, h = blockIdx.y, H = p.H, V = p.V;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, gid = lane >> 2, t4 = lane & 3;
+    const long long tok0 = p.chunk_tok0[gc];
+    const int n = p.chunk_len[gc];
+    load_tile<64, K, FWD_THREADS>(sq, q + (tok0 * H + h) * K, (long long)H * K, 0, n, tid);
+    load_tile<64, K, FWD_THREADS>(sk, k + (tok0 * H + h) * K, (long long)H * K, 0, n, tid);
+    load_tile<64, 64, FWD_THREADS>(sv, v + (tok0 * H + h) * V + vt * 64, (long long)H * V, 0, n, tid);
+    load_tile<K, 64, FWD_THREADS>(sh, hs + ((long long)gc * H + h) * K * V + vt * 64, V, 0, K, tid);
+    cp_async_commit();
+    load_gates<K, FWD_THREADS>(sG, g, p.gate, tok0, H, h, n, scratch);
+    cp_async_wait<0>();
+    __syncthreads();
+
+    const int I = warp, r0 = 16 * I;
+    const float *Gr = sG + r0 * LDK;
+    const bool diag_mma = sub_span<K>(sG, r0, lane) <= GLA_MMA_SPAN;
+    // scores: n-tiles of 8 columns j up to the end of sub-chunk I
+    float sc[8][4] = {};
+#pragma unroll
+    for (int kc = 0; kc < K / 16; kc++) {
+        uint32_t a[4];
+        frag_a_gated<K>(a, sq, sG, r0, kc, Gr, 1.f, lane);
+#pragma unroll
+        for (int jt = 0; jt < 8; jt++) {
+            if (jt > 2 * I + 1) break;
+            uint32_t b0, b1;
+            frag_b_gated_nk<K>(b0, b1, sk, sG, 8 * jt, kc, Gr, lane);
+            mma16816(sc[jt], a, b0, b1);
+        }
+    }
+#pragma unroll
+    for (int jt = 0; jt < 8; jt++) {
+        if (jt < 2 * I || jt > 2 * I + 1) continue;
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int i = r0 + gid + (e >> 1) * 8, j = 8 * jt + 2 * t4 + (e & 1);
+            sc[jt][e] = j > i ? 0.f : (diag_mma ? sc[jt][e] : pair_score<K>(sq, sk, sG, i, j));
+        }
+    }
+    // o = A v + (q e^G) h_c over 64 columns of V
+    float acc[8][4] = {};
+#pragma unroll
+    for (int js = 0; js < 4; js++) {
+        if (js > I) break;
+        const uint32_t pa[4] = {pack_bf16(sc[2 * js][0], sc[2 * js][1]), pack_bf16(sc[2 * js][2], sc[2 * js][3]),
+                                pack_bf16(sc[2 * js + 1][0], sc[2 * js + 1][1]),
+                                pack_bf16(sc[2 * js + 1][2], sc[2 * js + 1][3])};
+#pragma unroll
+        for (int nc = 0; nc < 4; nc++) {
+            uint32_t r[4];
+            ldsm_b_kn<64>(r, sv, 16 * js, nc, lane);
+            mma16816(acc[2 * nc], pa, r[0], r[1]);
+            mma16816(acc[2 * nc + 1], pa, r[2], r[3]);
+        }
+    }
+#pragma unroll
+    for (int kc = 0; kc < K / 16; kc++) {
+        uint32_t a[4];
+        frag_a_gated<K>(a, sq, sG, r0, kc, nullptr, 1.f, lane);
+#pragma unroll
+        for (int nc = 0; nc < 4; nc++) {
+            uint32_t r[4];
+            ldsm_b_kn<64>(r, sh, 16 * kc, nc, lane);
+            mma16816(acc[2 * nc], a, r[0], r[1]);
+            mma16816(acc[2 * nc + 1], a, r[2], r[3]);
+        }
+    }
+    // through the warp's own q rows (read only by this warp) to 16-byte stores
+    __syncwarp();
+    bf16 *so = sq + r0 * LDK;
+#pragma unroll
+    for (int t = 0; t < 8; t++) {
+        const int c = 8 * t + 2 * t4;
+        put2(so + gid * LDK + c, p.scale * acc[t][0], p.scale * acc[t][1], false);
+        put2(so + (gid + 8) * LDK + c, p.scale * acc[t][2], p.scale * acc[t][3], false);
+    }
+    __syncwarp();
+#pragma unroll
+    for (int x = lane; x < 128; x += 32) {
+        const int rr = x >> 3, cc = (x & 7) * 8;
+        if (r0 + rr < n)
+            *reinterpret_cast<uint4 *>(o + ((tok0 + r0 + rr) * H + h) * V + vt * 64 + cc) =
+                *reinterpret_cast<const uint4 *>(so + rr * LDK + cc);
+    }
+}
+
+} // namespace
+
+int gla_mma_forward(ln_node *n, const gla_plan *p) {
+    const ln_tensor *h0 = n->iarg[2] >= 0 ? n->in[n->iarg[2]] : NULL;
+    ln_tensor *ht = n->iarg[5] ? n->out[1] : NULL;
+    const bf16 *g = n->iarg[1] >= 0 ? (const bf16 *)n->in[n->iarg[1]]->data : NULL;
+    const int h0_kind = gla_state_kind(h0), ht_kind = gla_state_kind(ht);
+    if (h0_kind < 0 || ht_kind < 0) return LN_ERR;
+    const size_t sbytes = (size_t)p->n_chunks * p->H * p->K * p->V * sizeof(bf16);
+    const size_t gbytes = (size_t)p->n_chunks * p->H * p->K * sizeof(float);
+    cudaStream_t st = ln_stream();
+    bf16 *states = NULL, *U = NULL;
+    float *gam = NULL;
+    int status = LN_OK;
+    if (sbytes && (cudaMallocAsync((void **)&states, sbytes, st) != cudaSuccess ||
+                   cudaMallocAsync((void **)&U, sbytes, st) != cudaSuccess ||
+                   cudaMallocAsync((void **)&gam, gbytes, st) != cudaSuccess))
+        status = ln_fail("%s: out of GPU memory for %zu bytes of chunk states", n->op->name, 2 * sbytes + gbytes);
+    if (status == LN_OK)
+        status = gla_mma_states(p, false, (const bf16 *)n->in[1]->data, (const bf16 *)n->in[2]->data, g, U, gam,
+                                states, h0 ? h0->data : NULL, h0_kind, ht ? ht->data : NULL, ht_kind, false);
+    if (status == LN_OK && p->n_chunks > 0) {
+        GLA_MMA_DISPATCH(p->K, p->V, {
+            (void)V;
+            const size_t sm = FwdSmem<K>::bytes;
+            cudaFuncSetAttribute(fwd_kernel<K>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm);
+            fwd_kernel<K><<<dim3((unsigned)(p->n_chunks * (p->V / 64)), (unsigned)p->H), FWD_THREADS, sm, st>>>(
+                *p, (const bf16 *)n->in[0]->data, (const bf16 *)n->in[1]->data, (const bf16 *)n->in[2]->data, g,
+                states, (bf16 *)n->out[0]->data);
+        });
+        cudaError_t e = cudaPeekAtLastError();
+        if (e != cudaSuccess) status = ln_fail("gla forward (tensor cores) launch: %s", cudaGetErrorString(e));
+    }
+    if (states) cudaFreeAsync(states, st);
+    if (U) cudaFreeAsync(U, st);
+    if (gam) cudaFreeAsync(gam, st);
+    return status;
+}
