@@ -2,6 +2,8 @@
 # One device call: build, then the GLA GPU tests, the kernel benchmark (bench/gla_gpu.sh) or the
 # training benchmark (bench/train_gla_gpu.sh). Logs under $OUT.
 # MODE=test (tests only), bench (kernel bench only), all (tests + kernel bench, default), train.
+# CROSSCHECK=1: bench/gla_crosscheck.py (linnet op vs fla vs the CPU float64 reference); NCU=1: ncu
+# per kernel; MEMCHECK=SECONDS: compute-sanitizer on test_gpu_gla; SAVE_TRITON=1: keep fla's kernels.
 # Installs the fla wheels from .whl/ when fla is not importable. Limits keep a call under 600 s:
 # build + bench ~ 60 + 540 at most; rerun on the warm machine if fla's autotune was cut off (the
 # Triton cache in build/triton-cache keeps what was compiled and tuned).
@@ -21,6 +23,7 @@ if ls .carry-triton/triton-cache.tgz.part-* > /dev/null 2>&1 && [ ! -d build/tri
   mkdir -p build && cat .carry-triton/triton-cache.tgz.part-* | tar -xzf - -C build
 fi
 targets="test_gpu_gla bench_gla"; [ "$MODE" = train ] && targets=linnet
+[ -n "${CROSSCHECK:-}" ] && targets="$targets linnet"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release > "$OUT/cmake.txt" 2>&1 || { tail -20 "$OUT/cmake.txt"; exit 1; }
 cmake --build build -j 16 --target $targets > "$OUT/build.txt" 2>&1 || { grep -B2 -A8 error "$OUT/build.txt" | head -60; exit 1; }
 if [ "$MODE" = test ] || [ "$MODE" = all ]; then
@@ -31,6 +34,9 @@ if [ "$MODE" = test ] || [ "$MODE" = all ]; then
     timeout "${MEMCHECK}" compute-sanitizer --tool memcheck --leak-check no build/tests/test_gpu_gla > "$OUT/memcheck-gla.txt" 2>&1
     echo "memcheck test_gpu_gla rc=$?: $(grep -E 'ERROR SUMMARY' "$OUT/memcheck-gla.txt")"
   fi
+fi
+if [ -n "${CROSSCHECK:-}" ]; then # linnet op gla (CUDA) and fla chunk_gla against the float64 CPU recurrence
+  timeout 300 python3 bench/gla_crosscheck.py > "$OUT/crosscheck.txt" 2>&1; echo "crosscheck rc=$?"; cat "$OUT/crosscheck.txt" | tail -12
 fi
 if [ -n "${NCU:-}" ]; then # per-kernel times and throughput of one T = 4096 fwd + bwd
   timeout 240 ncu --clock-control none --launch-count 8 --kernel-name regex:"chunk_state|scan_kernel|fwd_kernel|bwd_kernel" \
