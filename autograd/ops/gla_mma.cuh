@@ -61,22 +61,37 @@ __device__ __forceinline__ uint32_t scale2(uint32_t x, float a, float b) {
     return pack_bf16(__low2float(v) * a, __high2float(v) * b);
 }
 
-// G[i][d] (ld K + 8) = chunk-local cumulative gate for rows i < 64 from g (per key [tokens, H, K],
-// per head [tokens, H] repeated over d, or none); rows >= n add 0, so they repeat row n - 1.
-// NT threads (a multiple of K); scratch: NT floats. Ends with a barrier.
+// The chunk-local cumulative gate G[i][d] (ld K + 8, f32) for rows i < 64, in two steps around
+// the block's cp.async wait, so the gate tile arrives with the others instead of by 64 dependent
+// scalar loads per thread:
+//   gates_issue:  per key (g [tokens, H, K]), a cp.async of the bf16 tile into the upper half of
+//                 G's own storage (rows >= n zero-filled); per head (g [tokens, H]), 64 plain loads
+//                 into scratch; none: nothing.
+//   gates_finish: after cp_async_wait and a barrier: the running sums into G (rows >= n add 0, so
+//                 they repeat row n - 1; per head repeated over d). Ends with a barrier.
+// NT threads (a multiple of K, >= 64); scratch: NT floats.
 template <int K, int NT>
-__device__ void load_gates(float *G, const bf16 *g, int gate, long long tok0, int H, int h, int n, float *scratch) {
+__device__ __forceinline__ void gates_issue(float *G, const bf16 *g, int gate, long long tok0, int H, int h, int n,
+                                            float *scratch) {
+    if (gate == GLA_GATE_PER_KEY)
+        load_tile<64, K, NT>(reinterpret_cast<bf16 *>(G) + 64 * (K + 8), g + (tok0 * H + h) * K, (long long)H * K, 0,
+                             n, threadIdx.x);
+    else if (gate == GLA_GATE_PER_HEAD && threadIdx.x < 64)
+        scratch[threadIdx.x] = (int)threadIdx.x < n ? bf(g[(tok0 + threadIdx.x) * H + h]) : 0.f;
+}
+
+template <int K, int NT> __device__ void gates_finish(float *G, int gate, float *scratch) {
     constexpr int LD = K + 8, S = NT / K, R = 64 / S;
     const int d = threadIdx.x % K, s = threadIdx.x / K;
+    const bf16 *tile = reinterpret_cast<const bf16 *>(G) + 64 * LD;
     float x[R];
 #pragma unroll
     for (int r = 0; r < R; r++) {
         const int i = s * R + r;
-        float v = 0.f;
-        if (i < n && gate == GLA_GATE_PER_KEY) v = bf(g[((tok0 + i) * H + h) * K + d]);
-        if (i < n && gate == GLA_GATE_PER_HEAD) v = bf(g[(tok0 + i) * H + h]);
+        const float v = gate == GLA_GATE_PER_KEY ? bf(tile[i * LD + d]) : gate == GLA_GATE_PER_HEAD ? scratch[i] : 0.f;
         x[r] = r ? x[r - 1] + v : v;
     }
+    __syncthreads(); // every thread has read the tile (and scratch) before G and the totals overwrite them
     float off = 0.f;
     if constexpr (S > 1) {
         scratch[s * K + d] = x[R - 1];

@@ -52,10 +52,11 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
     load_tile<64, V, BWD_THREADS>(sdo, dout + (tok0 * H + h) * V, (long long)H * V, 0, n, tid);
     load_tile<K, V, BWD_THREADS>(sh, hs + slot, V, 0, K, tid);
     load_tile<K, V, BWD_THREADS>(sdh, dhs + slot, V, 0, K, tid);
+    gates_issue<K, BWD_THREADS>(sG, g, p.gate, tok0, H, h, n, scratch);
     cp_async_commit();
-    load_gates<K, BWD_THREADS>(sG, g, p.gate, tok0, H, h, n, scratch);
     cp_async_wait<0>();
     __syncthreads();
+    gates_finish<K, BWD_THREADS>(sG, p.gate, scratch);
     const float *Gam = sG + 63 * LDK; // rows past n repeat row n - 1
     { // sdgam[d] = e^Gam rowsum(dh * h_c); the column sums of phase dk are added to it
         constexpr int TPD = BWD_THREADS / K, PER = V / TPD;

@@ -34,10 +34,11 @@ __global__ void __launch_bounds__(FWD_THREADS) fwd_kernel(gla_plan p, const bf16
     load_tile<64, K, FWD_THREADS>(sk, k + (tok0 * H + h) * K, (long long)H * K, 0, n, tid);
     load_tile<64, 64, FWD_THREADS>(sv, v + (tok0 * H + h) * V + vt * 64, (long long)H * V, 0, n, tid);
     load_tile<K, 64, FWD_THREADS>(sh, hs + ((long long)gc * H + h) * K * V + vt * 64, V, 0, K, tid);
+    gates_issue<K, FWD_THREADS>(sG, g, p.gate, tok0, H, h, n, scratch);
     cp_async_commit();
-    load_gates<K, FWD_THREADS>(sG, g, p.gate, tok0, H, h, n, scratch);
     cp_async_wait<0>();
     __syncthreads();
+    gates_finish<K, FWD_THREADS>(sG, p.gate, scratch);
 
     const int I = warp, r0 = 16 * I;
     const float *Gr = sG + r0 * LDK;

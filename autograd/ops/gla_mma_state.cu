@@ -33,10 +33,11 @@ __global__ void __launch_bounds__(STATE_THREADS) chunk_state_kernel(gla_plan p, 
     const int n = p.chunk_len[gc];
     load_tile<64, K, STATE_THREADS>(sx, x + (tok0 * H + h) * K, (long long)H * K, 0, n, tid);
     load_tile<64, V, STATE_THREADS>(sy, y + (tok0 * H + h) * V, (long long)H * V, 0, n, tid);
+    gates_issue<K, STATE_THREADS>(sG, g, p.gate, tok0, H, h, n, scratch);
     cp_async_commit();
-    load_gates<K, STATE_THREADS>(sG, g, p.gate, tok0, H, h, n, scratch);
     cp_async_wait<0>();
     __syncthreads();
+    gates_finish<K, STATE_THREADS>(sG, p.gate, scratch);
     const float *Gam = sG + 63 * LDK; // rows past n repeat row n - 1
     for (int idx = tid; idx < 32 * K; idx += STATE_THREADS) { // x <- x w, two columns at a time
         const int j = idx / (K / 2), d = 2 * (idx % (K / 2));
