@@ -1,5 +1,5 @@
-// The tensor-core path of the gated linear attention family (bf16 storage, K and V each 64 or
-// 128): what gla_mma_state.cu, gla_mma_fwd.cu and gla_mma_bwd.cu share. Other shapes and f32 take
+// The tensor-core path of the gated linear attention family (bf16 storage, K 32, 64 or 128, V 64
+// or 128): what gla_mma_state.cu, gla_mma_fwd.cu and gla_mma_bwd.cu share. Other shapes and f32 take
 // the generic kernels (gla_scan.cu, gla_fwd.cu, gla_bwd.cu). Design and measurements:
 // docs/gla-kernel.md.
 //
@@ -40,13 +40,17 @@ int gla_mma_states(const gla_plan *p, bool rev, const bf16 *x, const bf16 *y, co
 int gla_mma_forward(ln_node *n, const gla_plan *p);
 int gla_mma_backward(ln_node *n, const gla_plan *p);
 
-// Runs body with compile-time K and V (64 or 128).
+// Runs body with compile-time K (32, 64 or 128) and V (64 or 128).
+#define GLA_MMA_DISPATCH_V(Kc, Vv, ...)                                                                            \
+    do {                                                                                                           \
+        if ((Vv) == 64) { constexpr int K = Kc, V = 64; __VA_ARGS__; }                                             \
+        else { constexpr int K = Kc, V = 128; __VA_ARGS__; }                                                       \
+    } while (0)
 #define GLA_MMA_DISPATCH(Kv, Vv, ...)                                                                              \
     do {                                                                                                           \
-        if ((Kv) == 64 && (Vv) == 64) { constexpr int K = 64, V = 64; __VA_ARGS__; }                               \
-        else if ((Kv) == 64) { constexpr int K = 64, V = 128; __VA_ARGS__; }                                       \
-        else if ((Vv) == 64) { constexpr int K = 128, V = 64; __VA_ARGS__; }                                       \
-        else { constexpr int K = 128, V = 128; __VA_ARGS__; }                                                      \
+        if ((Kv) == 32) GLA_MMA_DISPATCH_V(32, Vv, __VA_ARGS__);                                                   \
+        else if ((Kv) == 64) GLA_MMA_DISPATCH_V(64, Vv, __VA_ARGS__);                                              \
+        else GLA_MMA_DISPATCH_V(128, Vv, __VA_ARGS__);                                                             \
     } while (0)
 
 namespace gla_mma {

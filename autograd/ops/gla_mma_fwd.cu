@@ -3,7 +3,7 @@
 //   A_I   = scores of rows I against columns j <= i: (q e^(G - G_r)) (k e^(G_r - G))^T, r = the
 //           first row of I, masked above the diagonal (pairwise past GLA_MMA_SPAN);
 //   o_I   = scale (A_I v + (q e^G) h_c), A_I fed from registers into the second product.
-// Shared memory ~96 KB at K = 128 (q, k, v, h_c tiles in bf16 and G in f32): two blocks per SM.
+// Shared memory ~105 KB at K = 128 (q, k, v, h_c and output tiles in bf16, G in f32): two blocks per SM.
 #include "gla_mma.cuh"
 
 using namespace gla_mma;
@@ -14,7 +14,7 @@ namespace {
 
 template <int K> struct FwdSmem {
     static constexpr int LDK = K + 8, LDV = 72;
-    static constexpr size_t bytes = 2 * (2 * 64 * LDK + 64 * LDV + K * LDV) + 4 * (64 * LDK + FWD_THREADS);
+    static constexpr size_t bytes = 2 * (2 * 64 * LDK + 2 * 64 * LDV + K * LDV) + 4 * (64 * LDK + FWD_THREADS);
 };
 
 template <int K>
@@ -24,8 +24,8 @@ __global__ void __launch_bounds__(FWD_THREADS) fwd_kernel(gla_plan p, const bf16
                                                           bf16 *__restrict__ o) {
     extern __shared__ __align__(16) char smem[];
     constexpr int LDK = K + 8, LDV = 72;
-    bf16 *sq = (bf16 *)smem, *sk = sq + 64 * LDK, *sv = sk + 64 * LDK, *sh = sv + 64 * LDV;
-    float *sG = (float *)(sh + K * LDV), *scratch = sG + 64 * LDK;
+    bf16 *sq = (bf16 *)smem, *sk = sq + 64 * LDK, *sv = sk + 64 * LDK, *sh = sv + 64 * LDV, *so = sh + K * LDV;
+    float *sG = (float *)(so + 64 * LDV), *scratch = sG + 64 * LDK;
     const int VT = p.V / 64, gc = blockIdx.x / VT, vt = blockIdx.x % VT, h = blockIdx.y, H = p.H, V = p.V;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, gid = lane >> 2, t4 = lane & 3;
     const long long tok0 = p.chunk_tok0[gc];
@@ -94,22 +94,20 @@ __global__ void __launch_bounds__(FWD_THREADS) fwd_kernel(gla_plan p, const bf16
             mma16816(acc[2 * nc + 1], a, r[2], r[3]);
         }
     }
-    // through the warp's own q rows (read only by this warp) to 16-byte stores
-    __syncwarp();
-    bf16 *so = sq + r0 * LDK;
+    // through the warp's rows of a staging tile to 16-byte stores
 #pragma unroll
     for (int t = 0; t < 8; t++) {
         const int c = 8 * t + 2 * t4;
-        put2(so + gid * LDK + c, p.scale * acc[t][0], p.scale * acc[t][1], false);
-        put2(so + (gid + 8) * LDK + c, p.scale * acc[t][2], p.scale * acc[t][3], false);
+        put2(so + (r0 + gid) * LDV + c, p.scale * acc[t][0], p.scale * acc[t][1], false);
+        put2(so + (r0 + gid + 8) * LDV + c, p.scale * acc[t][2], p.scale * acc[t][3], false);
     }
     __syncwarp();
 #pragma unroll
     for (int x = lane; x < 128; x += 32) {
-        const int rr = x >> 3, cc = (x & 7) * 8;
-        if (r0 + rr < n)
-            *reinterpret_cast<uint4 *>(o + ((tok0 + r0 + rr) * H + h) * V + vt * 64 + cc) =
-                *reinterpret_cast<const uint4 *>(so + rr * LDK + cc);
+        const int i = r0 + (x >> 3), cc = (x & 7) * 8;
+        if (i < n)
+            *reinterpret_cast<uint4 *>(o + ((tok0 + i) * H + h) * V + vt * 64 + cc) =
+                *reinterpret_cast<const uint4 *>(so + i * LDV + cc);
     }
 }
 

@@ -55,9 +55,10 @@ __global__ void __launch_bounds__(STATE_THREADS) chunk_state_kernel(gla_plan p, 
     }
     if (!REV && tid < K) gam[((long long)gc * H + h) * K + tid] = Gam[tid];
     __syncthreads();
-    // U [K, V] = xw^T y: warps 4 (rows of U) x 2 (halves of V)
-    constexpr int MT = K / 64, NT = V / 16;
-    const int mt0 = (warp & 3) * MT, e0 = (warp >> 2) * (V / 2);
+    // U [K, V] = xw^T y: warps WM (rows of U) x WN (columns)
+    constexpr int WM = K / 16 < 4 ? K / 16 : 4, WN = 8 / WM, MT = K / 16 / WM, NT = V / 8 / WN;
+    static_assert(NT % 2 == 0, "n-tiles come in pairs");
+    const int mt0 = (warp % WM) * MT, e0 = (warp / WM) * (V / WN);
     float acc[MT][NT][4] = {};
 #pragma unroll
     for (int js = 0; js < 4; js++) {
@@ -184,7 +185,7 @@ int states_kv(const gla_plan *p, bool rev, const bf16 *x, const bf16 *y, const b
 } // namespace
 
 bool gla_mma_applies(const gla_plan *p, ln_dtype dt) {
-    return dt == LN_BF16 && (p->K == 64 || p->K == 128) && (p->V == 64 || p->V == 128);
+    return dt == LN_BF16 && (p->K == 32 || p->K == 64 || p->K == 128) && (p->V == 64 || p->V == 128);
 }
 
 int gla_mma_states(const gla_plan *p, bool rev, const bf16 *x, const bf16 *y, const bf16 *g, bf16 *U, float *gam,

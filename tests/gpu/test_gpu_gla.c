@@ -123,7 +123,7 @@ static void gla_family_matches_cpu(void **state) {
     assert_int_equal(failures, 0);
 }
 
-/* The tensor-core path (bf16, K and V each 64 or 128): every op, both head-dim sizes, partial
+/* The tensor-core path (bf16, K 32, 64 or 128, V 64 or 128): every op, every head-dim size, partial
  * chunks, h0 / ht, packed documents, gates near its span limit and past it (pairwise fallback). */
 static void tensor_core_path_matches_cpu(void **state) {
     NEED_GPU();
@@ -137,6 +137,10 @@ static void tensor_core_path_matches_cpu(void **state) {
             run_case(what, op, 2, Ts[t], 2, 64, 64, true, NULL, DECAY_GLA, 0, 500 + 10 * op + t, false);
         }
     run_case("mma gla T=130 K=128 V=64", OP_GLA, 2, 130, 2, 128, 64, true, NULL, DECAY_GLA, 0, 540, false);
+    run_case("mma gla T=200 K=32 V=64", OP_GLA, 2, 200, 3, 32, 64, true, NULL, DECAY_GLA, 0, 546, false);
+    run_case("mma simple_gla T=130 K=32 V=128 near span", OP_SIMPLE, 1, 130, 2, 32, 128, true, NULL, DECAY_NEAR_SPAN,
+             0, 547, false);
+    run_case("mma linear T=65 K=32 V=64", OP_LINEAR, 2, 65, 2, 32, 64, false, NULL, DECAY_GLA, 0, 548, false);
     run_case("mma gla T=65 K=64 V=128", OP_GLA, 1, 65, 3, 64, 128, false, NULL, DECAY_GLA, 0.2, 541, false);
     run_case("mma gla T=130 K=V=128 mild", OP_GLA, 1, 130, 2, 128, 128, true, NULL, DECAY_MILD, 0, 542, false);
     run_case("mma gla T=130 K=V=128 near span", OP_GLA, 1, 130, 2, 128, 128, true, NULL, DECAY_NEAR_SPAN, 0, 543,
