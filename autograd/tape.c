@@ -14,7 +14,7 @@ static struct {
     size_t n_nodes, cap_nodes;
     ln_tensor **tensors;
     size_t n_tensors, cap_tensors;
-    size_t bytes;
+    size_t bytes, peak_bytes;
 } arena;
 
 static bool grad_enabled = true;
@@ -34,6 +34,9 @@ void ln_set_saved_hooks(const ln_saved_hooks *h) { hooks = h ? *h : default_hook
 
 static ln_grad_ready_hook ready_hook;
 static bool have_ready_hook;
+
+/* the gradient of the running backward's root: kept (the caller seeded it), never handed on */
+static const ln_tensor *root_grad;
 
 void ln_set_grad_ready_hook(const ln_grad_ready_hook *hook) {
     have_ready_hook = hook != NULL;
@@ -66,6 +69,7 @@ static int arena_adopt(ln_tensor *t) {
     t->in_arena = true;
     arena.tensors[arena.n_tensors++] = t;
     if (t->owns_data) arena.bytes += (size_t)t->numel * ln_dtype_size(t->dtype);
+    if (arena.bytes > arena.peak_bytes) arena.peak_bytes = arena.bytes;
     return LN_OK;
 }
 
@@ -103,18 +107,47 @@ ln_tensor *ln_grad_for_write(ln_tensor *t, bool *accumulate) {
 }
 
 bool ln_grad_adopt(ln_tensor *t, ln_tensor *g) {
-    if (t->grad || !t->in_arena || !g || g->dtype != t->dtype || g->device != t->device || g->numel != t->numel)
+    if (t->grad || !t->in_arena || !g || g == root_grad || g->dtype != t->dtype || g->device != t->device ||
+        g->numel != t->numel)
         return false;
     ln_tensor *view = calloc(1, sizeof *view);
     if (!view) return false; /* the caller accumulates instead */
-    *view = (ln_tensor){.dtype = t->dtype, .device = t->device, .ndim = t->ndim, .numel = t->numel, .data = g->data};
+    /* the storage passes to t's gradient: g dies when this backward ends (release_dead_grad), t's
+     * gradient lives on until t's own producer has run backward */
+    const bool owner = g->in_arena && g->owns_data;
+    const size_t bytes = (size_t)g->numel * ln_dtype_size(g->dtype);
+    *view = (ln_tensor){.dtype = t->dtype, .device = t->device, .ndim = t->ndim, .numel = t->numel, .data = g->data,
+                        .owns_data = owner};
     memcpy(view->shape, t->shape, sizeof view->shape);
+    if (owner) {
+        g->owns_data = false;
+        arena.bytes -= bytes;
+    }
     if (arena_adopt(view)) {
+        if (owner) {
+            g->owns_data = true;
+            arena.bytes += bytes;
+        }
         free(view);
         return false;
     }
     t->grad = view;
     return true;
+}
+
+/* After the backward of t's producer nothing reads t's gradient again: unless t is the root (or
+ * a caller-owned tensor), its storage goes back to the allocator now rather than at
+ * ln_tape_clear, so a backward holds a few layers of activation gradients, not all of them. */
+static void release_dead_grad(ln_tensor *t, const ln_tensor *root) {
+    ln_tensor *g = t->grad;
+    if (!g || !t->in_arena || t == root || !g->in_arena) return;
+    if (g->owns_data) {
+        arena.bytes -= (size_t)g->numel * ln_dtype_size(g->dtype);
+        ln_device_free(g->device, g->data);
+        g->owns_data = false;
+    }
+    g->data = NULL;
+    t->grad = NULL; /* the struct itself stays in the arena until ln_tape_clear */
 }
 
 ln_node *ln_node_begin(const ln_op *op, int n_in, ln_tensor *const *inputs) {
@@ -231,6 +264,7 @@ int ln_backward_from(ln_tensor *root, const ln_tensor *seed) {
                                                    (long long)seed->numel, (long long)root->numel);
     ln_tensor *g = ln_grad_of(root);
     if (!g || ln_tensor_copy(g, seed)) return LN_ERR;
+    root_grad = g;
     bool was_enabled = ln_set_grad_enabled(false);
     bool hooked = have_ready_hook; /* fixed for the whole pass, even if a hook changes it */
     ln_grad_ready_hook hook = ready_hook;
@@ -251,6 +285,7 @@ int ln_backward_from(ln_tensor *root, const ln_tensor *seed) {
             if (timed) ln_profile_begin(n, true);
             if (backward(n)) status = ln_fail_context("%s backward", n->op->name);
             if (timed) ln_profile_end(n, true);
+            for (int o = 0; o < n->n_out && status == LN_OK; o++) release_dead_grad(n->out[o], root);
         }
         /* a reader that got no gradient still counts as done: its leaves wait for it no longer */
         for (int k = 0; hooked && status == LN_OK && k < n->n_in; k++) {
@@ -261,6 +296,7 @@ int ln_backward_from(ln_tensor *root, const ln_tensor *seed) {
     }
     if (hooked && status != LN_OK) count_readers(0); /* a failed pass leaves no stale counts */
     ln_set_grad_enabled(was_enabled);
+    root_grad = NULL;
     return status;
 }
 
@@ -293,6 +329,7 @@ void ln_tape_clear(void) {
     }
     arena.n_tensors = 0;
     arena.bytes = 0;
+    arena.peak_bytes = 0;
 }
 
 size_t ln_tape_size(void) {
@@ -302,3 +339,4 @@ size_t ln_tape_size(void) {
 }
 
 size_t ln_arena_bytes(void) { return arena.bytes; }
+size_t ln_arena_peak_bytes(void) { return arena.peak_bytes; }

@@ -75,7 +75,9 @@ bool ln_set_grad_enabled(bool enabled); /* returns the previous mode */
 
 /* ---- running it backward ----
  * Seeds d(root)=1 (root must have one element) and accumulates into every tensor that requires
- * a gradient. Gradients of caller-owned tensors accumulate across calls until zeroed. */
+ * a gradient. Gradients of caller-owned tensors accumulate across calls until zeroed. Those of
+ * op results (besides root's) are not kept: each is released once its producer's backward has
+ * read it, so after the backward an intermediate tensor has no gradient (as in PyTorch). */
 int ln_backward(ln_tensor *root);
 /* Same, seeding d(root) with the given tensor (same shape as root). */
 int ln_backward_from(ln_tensor *root, const ln_tensor *seed);
@@ -100,5 +102,7 @@ int ln_backward_readers(const ln_tensor *t);
 void ln_tape_clear(void);
 size_t ln_tape_size(void);
 size_t ln_arena_bytes(void);
+/* The most arena bytes held at once since the last ln_tape_clear. */
+size_t ln_arena_peak_bytes(void);
 
 #endif

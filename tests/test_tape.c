@@ -48,6 +48,31 @@ static void gradients_accumulate_until_zeroed(void **state) {
     ln_tensor_free(x);
 }
 
+/* Intermediate gradients go back to the allocator once their producer's backward has read them:
+ * the peak holds the activations and a couple of gradients, not all of them; a second backward
+ * over the same tape finds no stale intermediate gradients (x's gradient exactly doubles). */
+static void intermediate_gradients_are_released(void **state) {
+    enum { N = 1000, DEPTH = 8 };
+    ln_tensor *x = ln_randn_f64(1, (int64_t[]){N}, 7);
+    ln_tensor *y[DEPTH];
+    y[0] = ln_silu(x);
+    for (int i = 1; i < DEPTH; i++) y[i] = ln_silu(y[i - 1]);
+    ln_tensor *loss = ln_sum(y[DEPTH - 1]);
+    const size_t one = N * sizeof(double), activations = ln_arena_bytes();
+    assert_true(activations >= DEPTH * one);
+    assert_ok(ln_backward(loss));
+    for (int i = 0; i < DEPTH; i++) assert_null(y[i]->grad);
+    assert_non_null(loss->grad); /* the root keeps its seed */
+    assert_true(ln_arena_peak_bytes() <= activations + 2 * one + sizeof(double));
+    double first[N];
+    for (int i = 0; i < N; i++) first[i] = ln_get(x->grad, i);
+    assert_ok(ln_backward(loss));
+    for (int i = 0; i < N; i++) assert_true(ln_get(x->grad, i) == 2 * first[i]);
+    ln_tape_clear();
+    assert_int_equal(ln_arena_peak_bytes(), 0);
+    ln_tensor_free(x);
+}
+
 static void no_grad_records_nothing(void **state) {
     ln_tensor *x = ln_randn_f64(1, (int64_t[]){3}, 4);
     bool was = ln_set_grad_enabled(false);
@@ -130,6 +155,7 @@ int main(void) {
         cmocka_unit_test(silu_gradcheck),
         cmocka_unit_test(reshape_gradcheck),
         cmocka_unit_test(gradients_accumulate_until_zeroed),
+        cmocka_unit_test(intermediate_gradients_are_released),
         cmocka_unit_test(no_grad_records_nothing),
         cmocka_unit_test(saved_tensors_go_through_the_hook),
         cmocka_unit_test(null_inputs_propagate),
