@@ -7,6 +7,9 @@
 
 #include "error.h"
 #include "memory.h"
+#ifdef LINNET_CUDA
+#include "cuda/cuda_context.h"
+#endif
 
 size_t ln_dtype_size(ln_dtype dtype) {
     static const size_t sizes[LN_DTYPE_COUNT] = {4, 8, 2, 4, 1, 1};
@@ -78,6 +81,16 @@ void ln_tensor_free(ln_tensor *t) {
 
 void ln_tensor_zero_grad(ln_tensor *t) {
     if (t->grad) ln_device_memset0(t->device, t->grad->data, (size_t)t->numel * ln_dtype_size(t->dtype));
+}
+
+int ln_tensor_fill(ln_tensor *t, double value) {
+    if (!ln_dtype_is_float(t->dtype))
+        return ln_fail("fill: %s is %s, not a float dtype", ln_tensor_label(t, "tensor"), ln_dtype_name(t->dtype));
+#ifdef LINNET_CUDA
+    if (t->device == LN_CUDA) return ln_cuda_fill(t, value);
+#endif
+    for (int64_t i = 0; i < t->numel; i++) ln_set(t, i, value);
+    return LN_OK;
 }
 
 void ln_tensor_set_name(ln_tensor *t, const char *name) { snprintf(t->name, sizeof t->name, "%s", name); }

@@ -44,6 +44,8 @@ ln_tensor *ln_tensor_new_uninit(ln_dtype dtype, ln_device device, int ndim, cons
 void ln_tensor_free(ln_tensor *t);
 /* Sets the gradient to zero (keeping its buffer). */
 void ln_tensor_zero_grad(ln_tensor *t);
+/* Sets every element to value, on t's device (a float dtype; on the GPU, f32 or bf16). */
+int ln_tensor_fill(ln_tensor *t, double value);
 void ln_tensor_set_name(ln_tensor *t, const char *name);
 /* The tensor's name for messages, or `role` ("q", "weight") when it has none. */
 const char *ln_tensor_label(const ln_tensor *t, const char *role);

@@ -1,4 +1,5 @@
-/* The tape itself: recording, gradient accumulation, no-grad mode, the saved-tensor hook. */
+/* The tape itself: recording, gradient accumulation, no-grad mode, the saved-tensor hook; casts
+ * and fills. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -141,6 +142,20 @@ static void cast_passes_gradients_through(void **state) {
     ln_tensor_free(x);
 }
 
+static void fill_sets_every_element(void **state) {
+    const ln_dtype dtypes[] = {LN_F32, LN_F64, LN_BF16};
+    for (int d = 0; d < 3; d++) {
+        ln_tensor *t = ln_tensor_new(dtypes[d], LN_CPU, 2, (int64_t[]){3, 5});
+        assert_ok(ln_tensor_fill(t, -2.5));
+        for (int64_t i = 0; i < t->numel; i++) assert_true(ln_get(t, i) == -2.5);
+        ln_tensor_free(t);
+    }
+    ln_tensor *ids = ln_tensor_new(LN_I32, LN_CPU, 1, (int64_t[]){3});
+    assert_int_equal(ln_tensor_fill(ids, 1), LN_ERR);
+    assert_non_null(strstr(ln_error_message(), "i32"));
+    ln_tensor_free(ids);
+}
+
 static void bf16_round_trip(void **state) {
     float values[] = {1.0f, -2.5f, 3.140625f, 1e-3f, 65504.0f};
     for (int i = 0; i < 5; i++) {
@@ -161,6 +176,7 @@ int main(void) {
         cmocka_unit_test(null_inputs_propagate),
         cmocka_unit_test(bad_reshape_names_the_shape),
         cmocka_unit_test(cast_passes_gradients_through),
+        cmocka_unit_test(fill_sets_every_element),
         cmocka_unit_test(bf16_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

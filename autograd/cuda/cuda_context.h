@@ -25,6 +25,8 @@ void ln_cuda_memory_stats(size_t *in_use, size_t *peak);
 struct ln_tensor;
 /* dst += src elementwise (same element count; f32 or bf16 each), on the stream. */
 int ln_cuda_add_into(struct ln_tensor *dst, const struct ln_tensor *src);
+/* Every element of t (f32 or bf16) set to value, on the stream. */
+int ln_cuda_fill(struct ln_tensor *t, double value);
 
 #ifdef __cplusplus
 }

@@ -32,6 +32,20 @@ extern "C" int ln_cuda_fill_bytes(void *ptr, int byte, size_t bytes) {
     return LN_OK;
 }
 
+template <typename T> __global__ void fill_kernel(T *p, long long n, float value) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+        ln_store(p, i, value);
+}
+
+extern "C" int ln_cuda_fill(ln_tensor *t, double value) {
+    if (t->numel == 0) return LN_OK;
+    LN_DISPATCH_FLOAT(t->dtype, "fill", {
+        fill_kernel<T><<<ln_grid(t->numel, 256), 256, 0, ln_stream()>>>((T *)t->data, t->numel, (float)value);
+    });
+    LN_CUDA_LAUNCHED("fill");
+    return LN_OK;
+}
+
 extern "C" void ln_cuda_free(void *ptr) {
     if (ptr) cudaFreeAsync(ptr, ln_stream());
 }

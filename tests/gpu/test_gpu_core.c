@@ -54,6 +54,23 @@ static void copies_round_trip(void **state) {
     ln_tensor_free(back);
 }
 
+/* Fill writes every element, in f32 and bf16, at an odd length. */
+static void fill_on_the_gpu(void **state) {
+    NEED_GPU();
+    const ln_dtype dtypes[] = {LN_F32, LN_BF16};
+    for (int d = 0; d < 2; d++) {
+        ln_tensor *t = ln_tensor_new(dtypes[d], LN_CUDA, 1, (int64_t[]){1003});
+        ln_tensor *back = ln_tensor_new(dtypes[d], LN_CPU, 1, (int64_t[]){1003});
+        assert_tensor(t);
+        assert_ok(ln_device_poison(LN_CUDA, t->data, 1003 * ln_dtype_size(dtypes[d])));
+        assert_ok(ln_tensor_fill(t, -2.5));
+        assert_ok(ln_tensor_copy(back, t));
+        for (int64_t i = 0; i < 1003; i++) assert_true(ln_get(back, i) == -2.5);
+        ln_tensor_free(t);
+        ln_tensor_free(back);
+    }
+}
+
 /* The harness itself must catch a kernel that leaves an element unwritten. */
 static ln_tensor *half_written(ln_tensor *const *in, void *ctx) {
     ln_tensor *y = ln_silu(in[0]);
@@ -74,6 +91,7 @@ static void poisoned_outputs_fail(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(copies_round_trip),
+        cmocka_unit_test(fill_on_the_gpu),
         cmocka_unit_test(silu_matches_cpu),
         cmocka_unit_test(cast_matches_cpu),
         cmocka_unit_test(poisoned_outputs_fail),
