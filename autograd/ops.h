@@ -14,6 +14,10 @@ ln_tensor *ln_reshape(ln_tensor *x, int ndim, const int64_t *shape);
 /* The same values in another float dtype (x itself when it has that dtype already). */
 ln_tensor *ln_cast(ln_tensor *x, ln_dtype dtype);
 
+/* a [..., Na] and b [..., Nb] side by side along the last dim -> [..., Na + Nb] (same leading
+ * dims, same dtype). */
+ln_tensor *ln_concat_last(ln_tensor *a, ln_tensor *b);
+
 /* ---- matmul (BLAS on the CPU) ----
  * a [..., M, K] (or [..., K, M] when trans_a), b [K, N] (or [N, K] when trans_b), or b batched
  * with the same leading dims as a. A 2-D b is shared by every batch entry of a. -> [..., M, N] */
@@ -24,6 +28,9 @@ ln_tensor *ln_matmul(ln_tensor *a, ln_tensor *b, bool trans_a, bool trans_b);
 ln_tensor *ln_add(ln_tensor *a, ln_tensor *b);
 ln_tensor *ln_mul(ln_tensor *a, ln_tensor *b);
 ln_tensor *ln_scale(ln_tensor *x, double s);
+/* Each row of a [..., N] divided by its own divisor: y[..., j] = a[..., j] / (d[..., 0] + eps),
+ * d [..., 1] (a's shape with a last dim of 1, a's dtype). */
+ln_tensor *ln_div_rows(ln_tensor *a, ln_tensor *d, double eps);
 ln_tensor *ln_silu(ln_tensor *x);
 ln_tensor *ln_gelu(ln_tensor *x);                   /* tanh approximation, as GPT-2 */
 ln_tensor *ln_swiglu(ln_tensor *gate, ln_tensor *up); /* silu(gate) * up */

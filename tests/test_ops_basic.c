@@ -1,4 +1,5 @@
-/* Core ops: matmul, add/mul/scale, reductions, embedding, softmax, cross-entropy, gelu, swiglu.
+/* Core ops: matmul, add/mul/scale, div_rows, concat_last, reductions, embedding, softmax,
+ * cross-entropy, gelu, swiglu.
  * Each op gets a float64 gradient check, a forward check against an independent computation,
  * an f32-versus-f64 comparison (forward and gradients), and its error messages. */
 #include <setjmp.h>
@@ -353,6 +354,64 @@ static void elementwise_bad_shapes(void **state) {
     ln_tensor_free(ids);
 }
 
+/* ---- div_rows and concat_last ---- */
+
+static ln_tensor *div_rows_fn(ln_tensor *const *in, void *ctx) { return ln_div_rows(in[0], in[1], 0.25); }
+static ln_tensor *concat_fn(ln_tensor *const *in, void *ctx) { return ln_concat_last(in[0], in[1]); }
+static ln_tensor *concat_self_fn(ln_tensor *const *in, void *ctx) { return ln_concat_last(in[0], in[0]); }
+
+static void div_rows(void **state) {
+    ln_tensor *in[2] = {ln_randn_f64(3, (int64_t[]){2, 3, 4}, 14), ln_randn_f64(3, (int64_t[]){2, 3, 1}, 15)};
+    for (int64_t r = 0; r < 6; r++) ln_set(in[1], r, 0.5 + fabs(ln_get(in[1], r))); /* away from -eps */
+    assert_gradcheck(div_rows_fn, NULL, 2, in);
+    ln_tensor *y = div_rows_fn(in, NULL);
+    assert_tensor(y);
+    for (int64_t i = 0; i < 24; i++) assert_true(ln_get(y, i) == ln_get(in[0], i) / (ln_get(in[1], i / 4) + 0.25));
+    ln_tape_clear();
+    assert_f32_matches_f64(div_rows_fn, NULL, 2, in, 1e-5);
+    assert_backward_uses_saved(div_rows_fn, NULL, 2, in);
+    in[0]->requires_grad = false; /* only the divisor's gradient */
+    assert_gradcheck(div_rows_fn, NULL, 2, in);
+    ln_tensor_free(in[0]);
+    ln_tensor_free(in[1]);
+}
+
+static void concat_last(void **state) {
+    ln_tensor *in[2] = {ln_randn_f64(3, (int64_t[]){2, 3, 4}, 16), ln_randn_f64(3, (int64_t[]){2, 3, 2}, 17)};
+    assert_gradcheck(concat_fn, NULL, 2, in);
+    assert_gradcheck(concat_self_fn, NULL, 1, in); /* both halves' gradients reach x */
+    ln_tensor *y = concat_fn(in, NULL);
+    assert_tensor(y);
+    assert_int_equal(y->shape[2], 6);
+    for (int64_t i = 0; i < 36; i++) {
+        int64_t r = i / 6, j = i % 6;
+        assert_true(ln_get(y, i) == (j < 4 ? ln_get(in[0], r * 4 + j) : ln_get(in[1], r * 2 + j - 4)));
+    }
+    ln_tape_clear();
+    assert_f32_matches_f64(concat_fn, NULL, 2, in, 1e-6);
+    ln_tensor_free(in[0]);
+    ln_tensor_free(in[1]);
+}
+
+static void div_rows_and_concat_bad_shapes(void **state) {
+    ln_tensor *a = ln_randn_f64(2, (int64_t[]){2, 3}, 1), *d2 = ln_randn_f64(2, (int64_t[]){2, 2}, 2);
+    ln_tensor *b = ln_randn_f64(2, (int64_t[]){3, 3}, 3), *a32 = copy_as(a, LN_F32);
+    ln_tensor_set_name(d2, "den");
+    assert_null(ln_div_rows(a, d2, 0));
+    assert_message_has("den [2, 2]");
+    assert_null(ln_div_rows(a32, ln_reshape(d2, 2, (int64_t[]){4, 1}), 0));
+    assert_message_has("[4, 1]");
+    assert_null(ln_concat_last(a, b));
+    assert_message_has("[3, 3]");
+    assert_null(ln_concat_last(a, a32));
+    assert_message_has("f32");
+    ln_tape_clear();
+    ln_tensor_free(a);
+    ln_tensor_free(d2);
+    ln_tensor_free(b);
+    ln_tensor_free(a32);
+}
+
 /* ---- reductions ---- */
 
 static ln_tensor *sum_fn(ln_tensor *const *in, void *ctx) { return ln_sum(in[0]); }
@@ -645,6 +704,8 @@ static void null_inputs_propagate(void **state) {
     assert_null(ln_cross_entropy(NULL, NULL));
     assert_null(ln_gelu(NULL));
     assert_null(ln_swiglu(x, NULL));
+    assert_null(ln_div_rows(x, NULL, 0));
+    assert_null(ln_concat_last(NULL, x));
     ln_tensor_free(x);
 }
 
@@ -665,6 +726,9 @@ int main(void) {
         cmocka_unit_test(mul_of_a_tensor_with_itself),
         cmocka_unit_test(scale_values_and_gradient),
         cmocka_unit_test(elementwise_bad_shapes),
+        cmocka_unit_test(div_rows),
+        cmocka_unit_test(concat_last),
+        cmocka_unit_test(div_rows_and_concat_bad_shapes),
         cmocka_unit_test(reductions),
         cmocka_unit_test(reductions_bad_inputs),
         cmocka_unit_test(embedding),

@@ -1,5 +1,6 @@
-/* The core ops' CUDA kernels against the CPU path: matmul, add/mul/scale, gelu/swiglu, sum/mean/
- * sum_last, embedding, softmax and cross-entropy, forward and backward, f32 and bf16, on awkward
+/* The core ops' CUDA kernels against the CPU path: matmul, add/mul/scale, div_rows, concat_last,
+ * gelu/swiglu, sum/mean/sum_last, embedding, softmax and cross-entropy, forward and backward, f32
+ * and bf16, on awkward
  * sizes (not multiples of 32 or 128). Plus run-to-run determinism and out-of-range ids. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -105,6 +106,46 @@ static void broadcast_gradient_many_rows(void **state) {
     ln_tensor *in[2] = {gpu_randn(2, (int64_t[]){20000, 13}, 1.0, 70), gpu_randn(1, (int64_t[]){13}, 1.0, 71)};
     gpu_check_both("add bias, 20000 rows", add_of, NULL, 2, in);
     gpu_check_both("mul gain, 20000 rows", mul_of, NULL, 2, in);
+    ln_tensor_free(in[0]);
+    ln_tensor_free(in[1]);
+}
+
+/* ---- div_rows and concat_last ---- */
+
+static ln_tensor *div_rows_of(ln_tensor *const *in, void *ctx) { return ln_div_rows(in[0], in[1], 1e-6); }
+static ln_tensor *concat_of(ln_tensor *const *in, void *ctx) { return ln_concat_last(in[0], in[1]); }
+static ln_tensor *concat_self_of(ln_tensor *const *in, void *ctx) { return ln_concat_last(in[0], in[0]); }
+
+/* rows of 67 (over two warp widths), of 5 (fewer than a warp) and of 1 */
+static void div_rows_matches_cpu(void **state) {
+    NEED_GPU();
+    const int64_t widths[] = {67, 5, 1};
+    for (int w = 0; w < 3; w++) {
+        ln_tensor *in[2] = {gpu_randn(3, (int64_t[]){3, 37, widths[w]}, 1.0, 72 + 2 * w),
+                            gpu_randn(3, (int64_t[]){3, 37, 1}, 1.0, 73 + 2 * w)};
+        for (int64_t i = 0; i < in[1]->numel; i++) ln_set(in[1], i, 0.2 + fabs(ln_get(in[1], i)));
+        char name[64];
+        snprintf(name, sizeof name, "div_rows N=%lld", (long long)widths[w]);
+        gpu_check_both(name, div_rows_of, NULL, 2, in);
+        if (w == 0) {
+            in[0]->requires_grad = false;
+            gpu_check_both("div_rows (divisor grad only)", div_rows_of, NULL, 2, in);
+            in[0]->requires_grad = true;
+            in[1]->requires_grad = false;
+            gpu_check_both("div_rows (dividend grad only)", div_rows_of, NULL, 2, in);
+        }
+        ln_tensor_free(in[0]);
+        ln_tensor_free(in[1]);
+    }
+}
+
+static void concat_last_matches_cpu(void **state) {
+    NEED_GPU();
+    ln_tensor *in[2] = {gpu_randn(3, (int64_t[]){5, 37, 67}, 1.0, 78), gpu_randn(3, (int64_t[]){5, 37, 13}, 1.0, 79)};
+    gpu_check_both("concat_last [.., 67] [.., 13]", concat_of, NULL, 2, in);
+    gpu_check_both("concat_last (x, x)", concat_self_of, NULL, 1, in);
+    in[0]->requires_grad = false;
+    gpu_check_both("concat_last (b grad only)", concat_of, NULL, 2, in);
     ln_tensor_free(in[0]);
     ln_tensor_free(in[1]);
 }
@@ -457,6 +498,8 @@ int main(void) {
         cmocka_unit_test(matmul_one_side_grad),
         cmocka_unit_test(elementwise_matches_cpu),
         cmocka_unit_test(broadcast_gradient_many_rows),
+        cmocka_unit_test(div_rows_matches_cpu),
+        cmocka_unit_test(concat_last_matches_cpu),
         cmocka_unit_test(activations_match_cpu),
         cmocka_unit_test(reductions_match_cpu),
         cmocka_unit_test(embedding_matches_cpu),
