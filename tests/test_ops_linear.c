@@ -426,19 +426,24 @@ static void linear_attention_is_gla_without_decay(void **state) {
     free_all(5, in);
 }
 
-/* o_t = sum_{s<=t} scale (q_t . k_s) v_s / (scale q_t . sum_{s<=t} k_s + eps), by brute force */
-static void normalized_linear_attention_by_hand(void **state) {
-    const int64_t T = 6, H = 1, K = 3, V = 2;
+/* o_t = scale q_t (h0_n + sum_{s<=t} k_s^T v_s) / (scale q_t . sum_{s<=t} k_s + eps), by brute force,
+ * s running over the current document n only: z restarts with every document and h0 carries S only */
+static void normalized_by_hand_case(const ln_tensor *cu, bool with_h0) {
+    const int64_t T = 6, H = 1, K = 3, V = 2, N = cu ? cu->shape[0] - 1 : 1;
     ln_tensor *q = randn(4, (int64_t[]){1, T, H, K}, 520), *k = randn(4, (int64_t[]){1, T, H, K}, 521),
-              *v = randn(4, (int64_t[]){1, T, H, V}, 522);
+              *v = randn(4, (int64_t[]){1, T, H, V}, 522), *h0 = randn(4, (int64_t[]){N, H, K, V}, 523);
     for (int64_t i = 0; i < q->numel; i++) ln_set(q, i, fabs(ln_get(q, i))), ln_set(k, i, fabs(ln_get(k, i)));
     double scale = 0.5;
-    ln_tensor *o = ln_linear_attention(q, k, v, true, &(ln_gla_opts){.scale = scale}, NULL);
+    ln_tensor *o = ln_linear_attention(q, k, v, true, &(ln_gla_opts){.scale = scale, .h0 = with_h0 ? h0 : NULL,
+                                                                     .cu_seqlens = (ln_tensor *)cu}, NULL);
     assert_tensor(o);
-    for (int64_t t = 0; t < T; t++)
+    for (int64_t n = 0, t = 0; t < T; t++) {
+        while (cu && t >= ln_get(cu, n + 1)) n++;
+        int64_t start = cu ? (int64_t)ln_get(cu, n) : 0;
         for (int64_t e = 0; e < V; e++) {
             double num = 0, den = 0;
-            for (int64_t s = 0; s <= t; s++) {
+            for (int64_t d = 0; with_h0 && d < K; d++) num += scale * ln_get(q, t * K + d) * ln_get(h0, (n * K + d) * V + e);
+            for (int64_t s = start; s <= t; s++) {
                 double qk = 0;
                 for (int64_t d = 0; d < K; d++) qk += ln_get(q, t * K + d) * ln_get(k, s * K + d);
                 num += scale * qk * ln_get(v, s * V + e);
@@ -446,8 +451,17 @@ static void normalized_linear_attention_by_hand(void **state) {
             }
             assert_true(fabs(ln_get(o, t * V + e) - num / (den + LN_LINEAR_ATTN_EPS)) < 1e-12);
         }
+    }
     ln_tape_clear();
-    free_all(3, (ln_tensor *[]){q, k, v});
+    free_all(4, (ln_tensor *[]){q, k, v, h0});
+}
+
+static void normalized_linear_attention_by_hand(void **state) {
+    normalized_by_hand_case(NULL, false);
+    normalized_by_hand_case(NULL, true);
+    ln_tensor *cu = i32_vec(3, (int32_t[]){0, 2, 6});
+    normalized_by_hand_case(cu, true);
+    ln_tensor_free(cu);
 }
 
 /* ---- feature maps ---- */

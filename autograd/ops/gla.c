@@ -11,5 +11,5 @@ static const ln_op gla_op = {
 };
 
 ln_tensor *ln_gla(ln_tensor *q, ln_tensor *k, ln_tensor *v, ln_tensor *g, const ln_gla_opts *opts, ln_tensor **ht) {
-    return gla_family_record(&gla_op, GLA_GATE_PER_KEY, q, k, v, g, opts, false, ht);
+    return gla_family_record(&gla_op, GLA_GATE_PER_KEY, q, k, v, g, opts, ht);
 }

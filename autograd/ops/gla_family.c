@@ -77,7 +77,7 @@ static bool check_shapes(const char *op, gla_gate gate, const ln_tensor *q, cons
 }
 
 ln_tensor *gla_family_record(const ln_op *op, gla_gate gate, ln_tensor *q, ln_tensor *k, ln_tensor *v,
-                             ln_tensor *g, const ln_gla_opts *opts, bool normalize, ln_tensor **ht) {
+                             ln_tensor *g, const ln_gla_opts *opts, ln_tensor **ht) {
     static const ln_gla_opts defaults = {0};
     if (!opts) opts = &defaults;
     if (ht) *ht = NULL;
@@ -130,7 +130,6 @@ ln_tensor *gla_family_record(const ln_op *op, gla_gate gate, ln_tensor *q, ln_te
     n->iarg[3] = ci;
     n->iarg[4] = opts->chunk_size;
     n->iarg[5] = opts->want_final_state;
-    n->iarg[6] = normalize;
     n->farg[0] = opts->scale != 0 ? opts->scale : 1.0 / sqrt((double)K);
     if (ln_node_run(n) != LN_OK) return NULL;
     if (ht) *ht = h;
@@ -139,7 +138,15 @@ ln_tensor *gla_family_record(const ln_op *op, gla_gate gate, ln_tensor *q, ln_te
 
 /* ---- reading a node ---- */
 
-void gla_io_free(gla_io *io) {
+/* A node's inputs as doubles; g is expanded to [tokens, H, K] (log decay 0 for no gate). */
+typedef struct {
+    gla_problem p;
+    int64_t tokens;
+    int64_t *starts;
+    double *q, *k, *v, *g, *h0; /* h0 NULL when absent */
+} gla_io;
+
+static void gla_io_free(gla_io *io) {
     free(io->starts);
     free(io->q);
     free(io->k);
@@ -166,7 +173,7 @@ static double *read_gate(ln_node *n, const gla_io *io) {
     return g;
 }
 
-int gla_io_read(ln_node *n, gla_io *io) {
+static int gla_io_read(ln_node *n, gla_io *io) {
     memset(io, 0, sizeof *io);
     const ln_tensor *q = n->in[0], *v = n->in[2];
     const int64_t B = q->shape[0], T = q->shape[1];
@@ -190,9 +197,11 @@ int gla_io_read(ln_node *n, gla_io *io) {
     return LN_OK;
 }
 
-int gla_io_write_ht(ln_node *n, const double *ht) { return n->iarg[5] ? ln_f64_write(n->out[1], ht) : LN_OK; }
+/* Writes ht (when the node has it). */
+static int gla_io_write_ht(ln_node *n, const double *ht) { return n->iarg[5] ? ln_f64_write(n->out[1], ht) : LN_OK; }
 
-double *gla_io_read_dht(ln_node *n, bool *failed) {
+/* The gradient reaching ht, or NULL when ht is absent or unused (caller frees). */
+static double *gla_io_read_dht(ln_node *n, bool *failed) {
     *failed = false;
     if (!n->iarg[5] || !n->out[1]->grad) return NULL;
     double *d = ln_f64_read(n->out[1]->grad);
@@ -200,8 +209,10 @@ double *gla_io_read_dht(ln_node *n, bool *failed) {
     return d;
 }
 
-int gla_io_accum_grads(ln_node *n, const gla_io *io, const double *dq, const double *dk, const double *dv,
-                       const double *dg, const double *dh0) {
+/* Accumulates dq, dk, dv, dg ([tokens, H, K], reduced over K for a per-head gate) and dh0 into
+ * the inputs that require gradients. */
+static int gla_io_accum_grads(ln_node *n, const gla_io *io, const double *dq, const double *dk, const double *dv,
+                              const double *dg, const double *dh0) {
     if (ln_f64_accum_grad(n->in[0], dq) || ln_f64_accum_grad(n->in[1], dk) || ln_f64_accum_grad(n->in[2], dv))
         return LN_ERR;
     if (n->iarg[2] >= 0 && ln_f64_accum_grad(n->in[n->iarg[2]], dh0)) return LN_ERR;
@@ -218,7 +229,7 @@ int gla_io_accum_grads(ln_node *n, const gla_io *io, const double *dq, const dou
     return status;
 }
 
-/* ---- the kernels of the unnormalized ops ---- */
+/* ---- the CPU kernels ---- */
 
 int gla_family_forward_cpu(ln_node *n) {
     gla_io io;
