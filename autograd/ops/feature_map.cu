@@ -1,5 +1,5 @@
-// feature_map on CUDA for elu1 and relu (identity never makes a node); hedgehog is CPU-only and
-// fails on CUDA with a message (feature_map.c). Elementwise, fp32 arithmetic.
+// feature_map on CUDA for elu1 and relu (identity never makes a node; hedgehog is recorded as
+// other ops, feature_map.c). Elementwise, fp32 arithmetic.
 #include "autograd/cuda/cuda_check.cuh"
 
 extern "C" {
@@ -22,8 +22,6 @@ template <typename T> __global__ void fmap_bwd(const T *x, const T *dy, T *dx, l
 
 extern "C" int ln_feature_map_forward_cuda(ln_node *n) {
     ln_tensor *x = n->in[0];
-    if (n->iarg[0] == LN_FMAP_HEDGEHOG)
-        return ln_fail("feature_map hedgehog: not on CUDA yet (run it on the CPU)");
     if (x->numel == 0) return LN_OK;
     LN_DISPATCH_FLOAT(x->dtype, "feature_map", {
         fmap_fwd<T><<<ln_blocks(x->numel, 256), 256, 0, ln_stream()>>>((const T *)x->data, (T *)n->out[0]->data,
@@ -34,7 +32,6 @@ extern "C" int ln_feature_map_forward_cuda(ln_node *n) {
 }
 
 extern "C" int ln_feature_map_backward_cuda(ln_node *n) {
-    if (n->iarg[0] == LN_FMAP_HEDGEHOG) return ln_fail("feature_map hedgehog: not on CUDA yet");
     ln_tensor *x = ln_node_saved(n, 0), *dy = n->out[0]->grad;
     if (!dy || !n->in[0]->requires_grad || x->numel == 0) return LN_OK;
     ln_tensor *dx = ln_grad_of(n->in[0]);
