@@ -2,7 +2,8 @@
  * gla, simple_gla and linear_attention forward and backward, f32 and bf16, on awkward lengths
  * (T = 1, 63, 65, 200: single tokens, partial chunks), awkward K / V, with h0 and ht (and the
  * gradient reaching ht), packed documents (cu_seqlens), strong decay (g down to -20 in some
- * channels); short_conv; feature maps. Every case runs and prints; failures are counted and the
+ * channels); short_conv; feature maps; the normalized linear attention and hedgehog (graphs of
+ * other ops, so this checks the composition end to end). Every case runs and prints; failures are counted and the
  * test fails at the end, so one run reports all of them. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -209,20 +210,103 @@ static void conv_and_fmaps_match_cpu(void **state) {
     assert_int_equal(failures, 0);
 }
 
-/* hedgehog and the normalized linear attention stay on the CPU: clear errors on CUDA */
-static void cpu_only_forms_fail_clearly(void **state) {
+/* ---- normalized linear attention and hedgehog (recorded as other ops) ---- */
+
+typedef struct {
+    bool h0, cu, ret_ht; /* pass h0 (in[3]); cu_seqlens is the last input; return ht instead of o */
+    double scale;
+} norm_ctx;
+
+/* normalize = true on elu1(q), elu1(k): positive normalizers, as the linear layer makes them */
+static ln_tensor *normalized_of(ln_tensor *const *in, void *ctx) {
+    const norm_ctx *c = ctx;
+    ln_gla_opts o = {.h0 = c->h0 ? in[3] : NULL, .cu_seqlens = c->cu ? in[3 + c->h0] : NULL, .scale = c->scale,
+                     .want_final_state = true};
+    ln_tensor *ht = NULL;
+    ln_tensor *out = ln_linear_attention(ln_feature_map(in[0], LN_FMAP_ELU1, NULL),
+                                         ln_feature_map(in[1], LN_FMAP_ELU1, NULL), in[2], true, &o, &ht);
+    return c->ret_ht ? ht : out;
+}
+
+static void normalized_case(const char *what, int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, bool h0,
+                            ln_tensor *cu, double scale, uint64_t seed, bool bf16, bool f32) {
+    int64_t n_seq = cu ? cu->shape[0] - 1 : B;
+    ln_tensor *in[5];
+    int n = 0;
+    in[n++] = gpu_randn(4, (int64_t[]){B, T, H, K}, 1.0, seed);
+    in[n++] = gpu_randn(4, (int64_t[]){B, T, H, K}, 1.0, seed + 1);
+    in[n++] = gpu_randn(4, (int64_t[]){B, T, H, V}, 1.0, seed + 2);
+    if (h0) in[n++] = gpu_randn(4, (int64_t[]){n_seq, H, K, V}, 0.5, seed + 3);
+    int owned = n;
+    if (cu) in[n++] = cu;
+    for (int r = 0; r < 2; r++) {
+        norm_ctx c = {.h0 = h0, .cu = cu != NULL, .ret_ht = r == 1, .scale = scale};
+        char name[160];
+        snprintf(name, sizeof name, "%s %s", what, r ? "ht" : "o");
+        if (bf16) check(name, normalized_of, &c, n, in, LN_BF16);
+        if (f32) check(name, normalized_of, &c, n, in, LN_F32);
+    }
+    for (int i = 0; i < owned; i++) ln_tensor_free(in[i]);
+}
+
+static void normalized_linear_attention_matches_cpu(void **state) {
     NEED_GPU();
-    ln_tensor *x = ln_tensor_new(LN_F32, LN_CUDA, 4, (int64_t[]){1, 5, 2, 8});
-    ln_tensor *w = ln_tensor_new(LN_F32, LN_CUDA, 2, (int64_t[]){8, 4});
-    assert_null(ln_feature_map(x, LN_FMAP_HEDGEHOG, w));
-    printf("hedgehog on CUDA: %s\n", ln_error_message());
-    assert_non_null(strstr(ln_error_message(), "not on CUDA"));
-    assert_null(ln_linear_attention(x, x, x, true, NULL, NULL));
-    printf("normalized linear attention on CUDA: %s\n", ln_error_message());
-    assert_non_null(strstr(ln_error_message(), "not on CUDA"));
-    ln_tape_clear();
+    failures = 0;
+    /* T = 1 in f32 only: there o = v plus h0's term, so dk is the near-cancellation of the num and
+     * den paths, which bf16 storage of their results cannot resolve (6% measured on the CPU with
+     * bf16 storage, 4% even with den in fp32; a fused kernel would be needed for bf16 there) */
+    static const int64_t Ts[] = {1, 63, 65, 200};
+    for (int t = 0; t < 4; t++) {
+        char what[96];
+        snprintf(what, sizeof what, "normalized T=%lld K=20 V=48 h0", (long long)Ts[t]);
+        normalized_case(what, 2, Ts[t], 2, 20, 48, true, NULL, 0, 600 + t, Ts[t] > 1, true);
+    }
+    normalized_case("normalized T=130 no h0 scale 0.3", 2, 130, 3, 32, 32, false, NULL, 0.3, 610, true, true);
+    normalized_case("normalized mma T=200 K=V=64 h0", 2, 200, 2, 64, 64, true, NULL, 0, 620, true, false);
+    ln_tensor *cu = ln_tensor_new(LN_I32, LN_CPU, 1, (int64_t[]){6});
+    const int offs[] = {0, 1, 64, 64, 130, 200}; /* an empty document too */
+    for (int i = 0; i < 6; i++) ln_set(cu, i, offs[i]);
+    normalized_case("normalized varlen [1,63,0,66,70] h0", 1, 200, 2, 32, 40, true, cu, 0, 630, true, true);
+    normalized_case("normalized mma varlen [1,63,0,66,70] K=V=64 h0", 1, 200, 2, 64, 64, true, cu, 0, 640, true, false);
+    ln_tensor_free(cu);
+    printf("%d failing comparisons\n", failures);
+    assert_int_equal(failures, 0);
+}
+
+static ln_tensor *hedgehog_of(ln_tensor *const *in, void *ctx) { return ln_feature_map(in[0], LN_FMAP_HEDGEHOG, in[1]); }
+
+/* the linear layer's path with hedgehog and normalize: q, k through their maps, then the op */
+static ln_tensor *hedgehog_normalized_of(ln_tensor *const *in, void *ctx) {
+    return ln_linear_attention(ln_feature_map(in[0], LN_FMAP_HEDGEHOG, in[3]),
+                               ln_feature_map(in[1], LN_FMAP_HEDGEHOG, in[4]), in[2], true, NULL, NULL);
+}
+
+static void hedgehog_matches_cpu(void **state) {
+    NEED_GPU();
+    failures = 0;
+    /* W scaled so that x W has about unit spread */
+    ln_tensor *in[2] = {gpu_randn(4, (int64_t[]){3, 37, 2, 19}, 1.0, 700), gpu_randn(2, (int64_t[]){19, 7}, 0.25, 701)};
+    check("hedgehog K=19 F=7", hedgehog_of, NULL, 2, in, LN_F32);
+    check("hedgehog K=19 F=7", hedgehog_of, NULL, 2, in, LN_BF16);
+    in[1]->requires_grad = false;
+    check("hedgehog K=19 F=7 (dx only)", hedgehog_of, NULL, 2, in, LN_F32);
+    ln_tensor_free(in[0]);
+    ln_tensor_free(in[1]);
+    ln_tensor *x = gpu_randn(4, (int64_t[]){2, 65, 4, 64}, 1.0, 710), *w = gpu_randn(2, (int64_t[]){64, 64}, 0.125, 711);
+    for (int64_t d = 0; d < 64; d++) ln_set(w, d * 64 + d, ln_get(w, d * 64 + d) + 1.0); /* near the identity start */
+    ln_tensor *big[2] = {x, w};
+    check("hedgehog K=F=64", hedgehog_of, NULL, 2, big, LN_F32);
+    check("hedgehog K=F=64", hedgehog_of, NULL, 2, big, LN_BF16);
     ln_tensor_free(x);
     ln_tensor_free(w);
+    ln_tensor *layer[5] = {gpu_randn(4, (int64_t[]){1, 130, 2, 32}, 1.0, 720), gpu_randn(4, (int64_t[]){1, 130, 2, 32}, 1.0, 721),
+                           gpu_randn(4, (int64_t[]){1, 130, 2, 48}, 1.0, 722), gpu_randn(2, (int64_t[]){32, 32}, 0.18, 723),
+                           gpu_randn(2, (int64_t[]){32, 32}, 0.18, 724)};
+    check("hedgehog + normalized linear attention", hedgehog_normalized_of, NULL, 5, layer, LN_F32);
+    check("hedgehog + normalized linear attention", hedgehog_normalized_of, NULL, 5, layer, LN_BF16);
+    for (int i = 0; i < 5; i++) ln_tensor_free(layer[i]);
+    printf("%d failing comparisons\n", failures);
+    assert_int_equal(failures, 0);
 }
 
 int main(void) {
@@ -230,7 +314,8 @@ int main(void) {
         cmocka_unit_test(gla_family_matches_cpu),
         cmocka_unit_test(tensor_core_path_matches_cpu),
         cmocka_unit_test(conv_and_fmaps_match_cpu),
-        cmocka_unit_test(cpu_only_forms_fail_clearly),
+        cmocka_unit_test(normalized_linear_attention_matches_cpu),
+        cmocka_unit_test(hedgehog_matches_cpu),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
