@@ -55,7 +55,6 @@ __global__ void __launch_bounds__(FWD_THREADS) gla_fwd_kernel(gla_plan p, const 
 // Checks shared by forward and backward: dtypes, sizes. Fills the plan.
 int gla_cuda_begin(ln_node *n, gla_plan *p) {
     const char *on = n->op->name;
-    if (n->iarg[6]) return ln_fail("%s: the normalized form is not on CUDA yet (run it on the CPU)", on);
     const ln_dtype dt = n->in[0]->dtype;
     if (dt != LN_F32 && dt != LN_BF16) return ln_fail("%s on CUDA takes f32 or bf16, not %s", on, ln_dtype_name(dt));
     if (n->in[1]->dtype != dt || n->in[2]->dtype != dt || (n->iarg[1] >= 0 && n->in[n->iarg[1]]->dtype != dt))
