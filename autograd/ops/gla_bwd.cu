@@ -31,8 +31,10 @@ __global__ void __launch_bounds__(BWD_THREADS) gla_bwd_kernel(gla_plan p, const 
     float *sdG, *scratch;
     gla_carve<T>(smem, p.KP, p.VP, true, &s, &sv, &sdo, &sdG, &scratch);
     const int gc = blockIdx.x, h = blockIdx.y, H = p.H, K = p.K, V = p.V, KP = p.KP, VP = p.VP;
-    const long long tok0 = p.chunk_tok0[gc];
-    const int n = p.chunk_len[gc], ldv = VP + 8, ldf = s.ldf;
+    long long tok0;
+    int n;
+    gla_chunk_at(p, gc, tok0, n);
+    const int ldv = VP + 8, ldf = s.ldf;
     const float scale = p.scale;
     T *dq = (T *)out.dq, *dk = (T *)out.dk, *dv = (T *)out.dv, *dg = (T *)out.dg;
     const long long qrow0 = (tok0 * H + h) * K, vrow0 = (tok0 * H + h) * V, qstride = (long long)H * K,

@@ -34,13 +34,43 @@ struct gla_plan {
     int n_seq, H, K, V, KP, VP, n_chunks;
     int gate;            // gla_gate
     float scale;
-    // device arrays (one allocation): seq_tok0[n_seq], seq_len[n_seq], seq_c0[n_seq],
-    // chunk_tok0[n_chunks], chunk_len[n_chunks]
+    // uniform: n_seq sequences of seq_T tokens each, sequence s from token s * seq_T, and no
+    // tables (no copy to the device). Otherwise (packed documents, cu_seqlens) device tables in
+    // one allocation: seq_tok0[n_seq], seq_len[n_seq], seq_c0[n_seq], chunk_tok0[n_chunks],
+    // chunk_len[n_chunks].
+    bool uniform;
+    int seq_T;
     int *dev;
     const int *seq_tok0, *seq_len, *seq_c0, *chunk_tok0, *chunk_len;
 };
 
-// Builds the plan for node n (reads cu_seqlens to the host); frees with gla_plan_free.
+// chunk c: its first token and its length
+__device__ __forceinline__ void gla_chunk_at(const gla_plan &p, int c, long long &tok0, int &n) {
+    if (p.uniform) {
+        const int per = (p.seq_T + GLA_C - 1) / GLA_C, j = c % per;
+        tok0 = (long long)(c / per) * p.seq_T + (long long)j * GLA_C;
+        n = min(GLA_C, p.seq_T - j * GLA_C);
+    } else {
+        tok0 = p.chunk_tok0[c];
+        n = p.chunk_len[c];
+    }
+}
+
+// sequence s: its first token, its length and its first chunk
+__device__ __forceinline__ void gla_seq_at(const gla_plan &p, int s, long long &tok0, int &len, int &c0) {
+    if (p.uniform) {
+        tok0 = (long long)s * p.seq_T;
+        len = p.seq_T;
+        c0 = s * ((p.seq_T + GLA_C - 1) / GLA_C);
+    } else {
+        tok0 = p.seq_tok0[s];
+        len = p.seq_len[s];
+        c0 = p.seq_c0[s];
+    }
+}
+
+// Builds the plan for node n (with cu_seqlens: reads it to the host and copies tables to the device);
+// frees with gla_plan_free.
 int gla_plan_make(ln_node *n, gla_plan *p);
 void gla_plan_free(gla_plan *p);
 

@@ -21,8 +21,9 @@ __global__ void __launch_bounds__(FWD_THREADS) gla_fwd_kernel(gla_plan p, const 
     float *sdG, *scratch;
     gla_carve<T>(smem, p.KP, p.VP, false, &s, &sv, &sdo, &sdG, &scratch);
     const int gc = blockIdx.x, h = blockIdx.y, H = p.H, K = p.K, V = p.V, KP = p.KP, VP = p.VP;
-    const long long tok0 = p.chunk_tok0[gc];
-    const int n = p.chunk_len[gc];
+    long long tok0;
+    int n;
+    gla_chunk_at(p, gc, tok0, n);
     gla_load_tile(s.q, s.ldt, q + (tok0 * H + h) * K, (long long)H * K, n, K, KP);
     gla_load_tile(s.k, s.ldt, k + (tok0 * H + h) * K, (long long)H * K, n, K, KP);
     gla_load_tile(sv, VP + 8, v + (tok0 * H + h) * V, (long long)H * V, n, V, VP);

@@ -43,8 +43,10 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
     float *sG = (float *)(sdA + 64 * LDA), *sdgam = sG + 64 * LDK, *sdAd = sdgam + K, *scratch = sdAd + 64;
     const int gc = blockIdx.x, h = blockIdx.y, H = p.H;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, gid = lane >> 2, t4 = lane & 3;
-    const long long tok0 = p.chunk_tok0[gc], slot = ((long long)gc * H + h) * K * V;
-    const int n = p.chunk_len[gc];
+    long long tok0;
+    int n;
+    gla_chunk_at(p, gc, tok0, n);
+    const long long slot = ((long long)gc * H + h) * K * V;
     const float scale = p.scale;
     load_tile<64, K, BWD_THREADS>(sq, q + (tok0 * H + h) * K, (long long)H * K, 0, n, tid);
     load_tile<64, K, BWD_THREADS>(sk, k + (tok0 * H + h) * K, (long long)H * K, 0, n, tid);

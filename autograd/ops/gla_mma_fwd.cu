@@ -28,8 +28,9 @@ __global__ void __launch_bounds__(FWD_THREADS) fwd_kernel(gla_plan p, const bf16
     float *sG = (float *)(so + 64 * LDV), *scratch = sG + 64 * LDK;
     const int VT = p.V / 64, gc = blockIdx.x / VT, vt = blockIdx.x % VT, h = blockIdx.y, H = p.H, V = p.V;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, gid = lane >> 2, t4 = lane & 3;
-    const long long tok0 = p.chunk_tok0[gc];
-    const int n = p.chunk_len[gc];
+    long long tok0;
+    int n;
+    gla_chunk_at(p, gc, tok0, n);
     load_tile<64, K, FWD_THREADS>(sq, q + (tok0 * H + h) * K, (long long)H * K, 0, n, tid);
     load_tile<64, K, FWD_THREADS>(sk, k + (tok0 * H + h) * K, (long long)H * K, 0, n, tid);
     load_tile<64, 64, FWD_THREADS>(sv, v + (tok0 * H + h) * V + vt * 64, (long long)H * V, 0, n, tid);

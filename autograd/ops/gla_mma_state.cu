@@ -29,8 +29,9 @@ __global__ void __launch_bounds__(STATE_THREADS) chunk_state_kernel(gla_plan p, 
     bf16 *sx = (bf16 *)smem, *sy = sx + 64 * LDK;
     float *sG = (float *)(sy + 64 * (V + 8)), *scratch = sG + 64 * LDK;
     const int gc = blockIdx.x, h = blockIdx.y, H = p.H, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const long long tok0 = p.chunk_tok0[gc];
-    const int n = p.chunk_len[gc];
+    long long tok0;
+    int n;
+    gla_chunk_at(p, gc, tok0, n);
     load_tile<64, K, STATE_THREADS>(sx, x + (tok0 * H + h) * K, (long long)H * K, 0, n, tid);
     load_tile<64, V, STATE_THREADS>(sy, y + (tok0 * H + h) * V, (long long)H * V, 0, n, tid);
     gates_issue<K, STATE_THREADS>(sG, g, p.gate, tok0, H, h, n, scratch);
@@ -90,7 +91,7 @@ __global__ void __launch_bounds__(STATE_THREADS) chunk_state_kernel(gla_plan p, 
 
 struct ScanArgs {
     int H, K, V;
-    const int *seq_len, *seq_c0;
+    gla_plan plan;
     const void *init;
     int init_kind;
     void *fin;
@@ -107,7 +108,10 @@ __global__ void __launch_bounds__(SCAN_THREADS) scan_kernel(ScanArgs a, const bf
     const int idx = blockIdx.x * SCAN_THREADS + threadIdx.x, per_row = a.V / 8;
     if (idx >= a.K * per_row) return;
     const int nh = blockIdx.y, sq = nh / a.H, h = nh % a.H, d = idx / per_row, e0 = (idx % per_row) * 8;
-    const int nc = (a.seq_len[sq] + 63) / 64, c0 = a.seq_c0[sq];
+    long long tok0;
+    int len, c0;
+    gla_seq_at(a.plan, sq, tok0, len, c0);
+    const int nc = (len + 63) / 64;
     const long long KV = (long long)a.K * a.V, at = (long long)d * a.V + e0;
     float S[8];
 #pragma unroll
@@ -191,7 +195,7 @@ bool gla_mma_applies(const gla_plan *p, ln_dtype dt) {
 int gla_mma_states(const gla_plan *p, bool rev, const bf16 *x, const bf16 *y, const bf16 *g, bf16 *U, float *gam,
                    bf16 *states, const void *init, int init_kind, void *fin, int fin_kind, bool fin_accum) {
     if (p->n_seq == 0) return LN_OK;
-    const ScanArgs a = {p->H, p->K, p->V, p->seq_len, p->seq_c0, init, init_kind, fin, fin_kind, fin_accum};
+    const ScanArgs a = {p->H, p->K, p->V, *p, init, init_kind, fin, fin_kind, fin_accum};
     GLA_MMA_DISPATCH(p->K, p->V, return states_kv<K, V>(p, rev, x, y, g, U, gam, states, a));
     return LN_OK;
 }

@@ -40,15 +40,17 @@ int gla_plan_make(ln_node *n, gla_plan *p) {
         return ln_fail("%s on CUDA: %lld tokens x %d heads is over the 32-bit index range", n->op->name,
                        (long long)(B * T), p->H);
     p->n_seq = (int)(cu ? cu->shape[0] - 1 : B);
+    if (!cu) { // equal sequences: positions follow from T, nothing to copy
+        p->uniform = true;
+        p->seq_T = (int)T;
+        p->n_chunks = (int)(B * ((T + GLA_C - 1) / GLA_C));
+        return LN_OK;
+    }
     int *starts = (int *)malloc((size_t)(p->n_seq + 1) * sizeof(int));
     if (!starts) return ln_fail("%s: out of host memory", n->op->name);
-    if (cu) {
-        if (ln_device_copy(LN_CPU, starts, cu->device, cu->data, (size_t)(p->n_seq + 1) * sizeof(int))) {
-            free(starts);
-            return LN_ERR;
-        }
-    } else {
-        for (int i = 0; i <= p->n_seq; i++) starts[i] = (int)(i * T);
+    if (ln_device_copy(LN_CPU, starts, cu->device, cu->data, (size_t)(p->n_seq + 1) * sizeof(int))) {
+        free(starts);
+        return LN_ERR;
     }
     int chunks = 0;
     for (int i = 0; i < p->n_seq; i++) chunks += (starts[i + 1] - starts[i] + GLA_C - 1) / GLA_C;
@@ -104,7 +106,7 @@ __device__ __forceinline__ void st_st(void *p, int kind, long long i, float v) {
 struct scan_args {
     int H, K, V, VT, gate;
     float scale;
-    const int *seq_tok0, *seq_len, *seq_c0;
+    gla_plan plan;
     const void *init;
     int init_kind;
     void *fin;
@@ -121,8 +123,10 @@ __global__ void __launch_bounds__(SCAN_THREADS) gla_scan_kernel(scan_args a, con
     const int nh = blockIdx.y, sq = nh / a.H, h = nh % a.H;
     const int d0 = kt * SB, e0 = vt * SB;
     const int H = a.H, K = a.K, V = a.V;
-    const long long tok_base = a.seq_tok0[sq];
-    const int L = a.seq_len[sq], nc = (L + GLA_C - 1) / GLA_C, c0 = a.seq_c0[sq];
+    long long tok_base;
+    int L, c0;
+    gla_seq_at(a.plan, sq, tok_base, L, c0);
+    const int nc = (L + GLA_C - 1) / GLA_C;
     const long long KV = (long long)K * V;
 
     // this thread's 8 state elements: (d, e) within the tile
@@ -247,7 +251,7 @@ __global__ void __launch_bounds__(SCAN_THREADS) gla_scan_kernel(scan_args a, con
 int gla_scan(const gla_plan *p, ln_dtype dt, bool rev, const void *x, const void *y, const void *g, void *states,
              const void *init, int init_kind, void *fin, int fin_kind, bool fin_accum) {
     if (p->n_seq == 0) return LN_OK;
-    scan_args a = {p->H, p->K, p->V, p->VP / SB, p->gate, p->scale, p->seq_tok0, p->seq_len, p->seq_c0,
+    scan_args a = {p->H, p->K, p->V, p->VP / SB, p->gate, p->scale, *p,
                    init, init_kind, fin, fin_kind, fin_accum};
     dim3 grid((unsigned)((p->KP / SB) * (p->VP / SB)), (unsigned)(p->n_seq * p->H));
     LN_DISPATCH_FLOAT(dt, "gla scan", {
