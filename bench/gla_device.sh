@@ -40,8 +40,9 @@ if [ -n "${CROSSCHECK:-}" ]; then # linnet op gla (CUDA) and fla chunk_gla again
 fi
 if [ -n "${NCU:-}" ]; then # per-kernel times and throughput of one T = 4096 fwd + bwd
   timeout 240 ncu --clock-control none --launch-count 8 --kernel-name regex:"chunk_state|scan_kernel|fwd_kernel|bwd_kernel" \
-    --section SpeedOfLight --section Occupancy build/bench/bench_gla 16 128 32768 4096 > "$OUT/ncu.txt" 2>&1
-  grep -E "^  [a-z_(]|Duration|Memory Throughput|Compute \(SM\) Throughput|Achieved Occupancy" "$OUT/ncu.txt" | head -60
+    --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats --section SchedulerStats \
+    build/bench/bench_gla 16 128 32768 4096 > "$OUT/ncu.txt" 2>&1
+  grep -E "^  [a-z_(]|Duration|Memory Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Registers Per|Warp Cycles Per Issued|Issue Slots Busy|Eligible Warps|No Eligible|estimated speedup|Stall" "$OUT/ncu.txt" | head -120
 fi
 if [ "$MODE" = bench ] || [ "$MODE" = all ]; then
   # without the tests there is room for a cold fla autotune
