@@ -177,6 +177,39 @@ __device__ __forceinline__ float pair_score(const bf16 *q, const bf16 *k, const 
     return s;
 }
 
+// The warp's 16 x 8NT fragment tile v (rows gid and gid + 8, columns c0 + 8 t + 2 t4) into a
+// [tokens, W] bf16 view: row0 points at row gid's column 0, the row gid + 8 is stride further;
+// ok0 / ok1 say which rows exist. With acc it is added: every old value is read before the first
+// store, so the reads are in flight together (stores in between would order them one by one).
+template <int NT>
+__device__ __forceinline__ void put_tile(bf16 *row0, long long stride, int c0, const float (&v)[NT][4], bool acc,
+                                         bool ok0, bool ok1, int t4) {
+    float old[NT][4] = {};
+    if (acc) {
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+            const int c = c0 + 8 * t + 2 * t4;
+            if (ok0) {
+                const __nv_bfloat162 o = *reinterpret_cast<const __nv_bfloat162 *>(row0 + c);
+                old[t][0] = __low2float(o), old[t][1] = __high2float(o);
+            }
+            if (ok1) {
+                const __nv_bfloat162 o = *reinterpret_cast<const __nv_bfloat162 *>(row0 + stride + c);
+                old[t][2] = __low2float(o), old[t][3] = __high2float(o);
+            }
+        }
+    }
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+        const int c = c0 + 8 * t + 2 * t4;
+        if (ok0)
+            *reinterpret_cast<__nv_bfloat162 *>(row0 + c) = __floats2bfloat162_rn(v[t][0] + old[t][0], v[t][1] + old[t][1]);
+        if (ok1)
+            *reinterpret_cast<__nv_bfloat162 *>(row0 + stride + c) =
+                __floats2bfloat162_rn(v[t][2] + old[t][2], v[t][3] + old[t][3]);
+    }
+}
+
 // dst pair (2 bf16) = (a, b), or += when acc
 __device__ __forceinline__ void put2(bf16 *dst, float a, float b, bool acc) {
     if (acc) {

@@ -181,10 +181,10 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
                 acc[t][e] = x;
                 dG[t][e] = bf(sq[i * LDK + d]) * x;
             }
-            const long long row = (tok0 + r0 + gid) * H + h;
-            if (out.dq && r0 + gid < n) put2(out.dq + row * K + c, acc[t][0], acc[t][1], out.acc_q);
-            if (out.dq && r0 + gid + 8 < n) put2(out.dq + (row + 8 * H) * K + c, acc[t][2], acc[t][3], out.acc_q);
         }
+        if (out.dq)
+            put_tile<NQ>(out.dq + ((tok0 + r0 + gid) * H + h) * K, 8LL * H * K, d0, acc, out.acc_q, r0 + gid < n,
+                         r0 + gid + 8 < n, t4);
     }
     { // dk
         float acc[NQ][4] = {};
@@ -245,10 +245,10 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
                 acc[t][e] = x;
                 dG[t][e] -= bf(sk[j * LDK + d]) * x;
             }
-            const long long row = (tok0 + r0 + gid) * H + h;
-            if (out.dk && r0 + gid < n) put2(out.dk + row * K + c, acc[t][0], acc[t][1], out.acc_k);
-            if (out.dk && r0 + gid + 8 < n) put2(out.dk + (row + 8 * H) * K + c, acc[t][2], acc[t][3], out.acc_k);
         }
+        if (out.dk)
+            put_tile<NQ>(out.dk + ((tok0 + r0 + gid) * H + h) * K, 8LL * H * K, d0, acc, out.acc_k, r0 + gid < n,
+                         r0 + gid + 8 < n, t4);
     }
     if (out.dv) { // dv = scale A^T do + (k e^(Gam - G)) dh over this warp's half of V
         const int e0 = half * (V / 2);
@@ -282,13 +282,8 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
                 mma16816(acc[2 * nc + 1], a, r[2], r[3]);
             }
         }
-#pragma unroll
-        for (int t = 0; t < NV; t++) {
-            const int c = e0 + 8 * t + 2 * t4;
-            const long long row = (tok0 + r0 + gid) * H + h;
-            if (r0 + gid < n) put2(out.dv + row * V + c, acc[t][0], acc[t][1], out.acc_v);
-            if (r0 + gid + 8 < n) put2(out.dv + (row + 8 * H) * V + c, acc[t][2], acc[t][3], out.acc_v);
-        }
+        put_tile<NV>(out.dv + ((tok0 + r0 + gid) * H + h) * V, 8LL * H * V, e0, acc, out.acc_v, r0 + gid < n,
+                     r0 + gid + 8 < n, t4);
     }
     if (!out.dg) return;
     // dg: dG into f32 over the q and k tiles (same bytes), the last row's term, reverse cumsum
@@ -315,14 +310,15 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
         __syncthreads();
         float off = 0.f;
         for (int t = s + 1; t < S; t++) off += scratch[t * K + d];
+        bf16 *dst = out.dg + ((tok0 + s * R) * H + h) * K + d;
+        const long long step = (long long)H * K;
+        float old[R] = {}; // all read before the first store (see put_tile)
 #pragma unroll
-        for (int r = 0; r < R; r++) {
-            const int i = s * R + r;
-            if (i < n) {
-                bf16 *dst = out.dg + ((tok0 + i) * H + h) * K + d;
-                *dst = __float2bfloat16(x[r] + off + (out.acc_g ? bf(*dst) : 0.f));
-            }
-        }
+        for (int r = 0; r < R; r++)
+            if (out.acc_g && s * R + r < n) old[r] = bf(dst[r * step]);
+#pragma unroll
+        for (int r = 0; r < R; r++)
+            if (s * R + r < n) dst[r * step] = __float2bfloat16(x[r] + off + old[r]);
     } else { // per head: row sums, then one warp's reverse scan over the 64 rows
         for (int i = warp; i < 64; i += BWD_THREADS / 32) {
             float s = 0.f;
