@@ -39,12 +39,14 @@ bool ln_h5_has_dataset(ln_h5_file file, const char *name) {
     return is_dataset;
 }
 
-/* Is a uint16 dataset tagged dtype = "bf16" (fixed- or variable-length string)? */
+/* Is a uint16 dataset tagged dtype = "bf16" (fixed- or variable-length string, ASCII or UTF-8:
+ * h5py writes UTF-8, and HDF5 converts between the two character sets not at all)? */
 static bool tagged_bf16(hid_t dset) {
     if (H5Aexists(dset, "dtype") <= 0) return false;
     hid_t attr = H5Aopen(dset, "dtype", H5P_DEFAULT), ftype = attr >= 0 ? H5Aget_type(attr) : -1, mtype = -1;
     bool yes = false;
-    if (ftype >= 0 && H5Tget_class(ftype) == H5T_STRING && (mtype = H5Tcopy(H5T_C_S1)) >= 0) {
+    if (ftype >= 0 && H5Tget_class(ftype) == H5T_STRING && (mtype = H5Tcopy(H5T_C_S1)) >= 0 &&
+        H5Tset_cset(mtype, H5Tget_cset(ftype)) >= 0) {
         if (H5Tis_variable_str(ftype) > 0) {
             char *s = NULL;
             if (H5Tset_size(mtype, H5T_VARIABLE) >= 0 && H5Aread(attr, mtype, &s) >= 0 && s) {

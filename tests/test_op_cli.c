@@ -27,6 +27,35 @@ static void write_ds(hid_t f, const char *name, const ln_tensor *t, hid_t file_t
     H5Sclose(space);
 }
 
+/* t's values rounded to bf16 as a uint16 dataset tagged dtype = "bf16" the way h5py writes it (a
+ * variable-length UTF-8 string) or, utf8 false, as a fixed-length ASCII string */
+static void write_bf16_ds(hid_t f, const char *name, const ln_tensor *t, bool utf8) {
+    hsize_t dims[LN_MAX_DIMS];
+    for (int i = 0; i < t->ndim; i++) dims[i] = (hsize_t)t->shape[i];
+    uint16_t *bits = malloc((size_t)t->numel * sizeof *bits);
+    for (int64_t i = 0; i < t->numel; i++) {
+        float x = (float)ln_get(t, i);
+        uint32_t u;
+        memcpy(&u, &x, 4);
+        bits[i] = (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+    }
+    hid_t space = H5Screate_simple(t->ndim, dims, NULL);
+    hid_t d = H5Dcreate2(f, name, H5T_STD_U16LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(d >= 0 && H5Dwrite(d, H5T_NATIVE_UINT16, H5S_ALL, H5S_ALL, H5P_DEFAULT, bits) >= 0);
+    hid_t st = H5Tcopy(H5T_C_S1), scalar = H5Screate(H5S_SCALAR);
+    H5Tset_size(st, utf8 ? H5T_VARIABLE : 5);
+    H5Tset_cset(st, utf8 ? H5T_CSET_UTF8 : H5T_CSET_ASCII);
+    hid_t a = H5Acreate2(d, "dtype", st, scalar, H5P_DEFAULT, H5P_DEFAULT);
+    const char *tag = "bf16";
+    assert_true(a >= 0 && H5Awrite(a, st, utf8 ? (const void *)&tag : (const void *)tag) >= 0);
+    H5Aclose(a);
+    H5Sclose(scalar);
+    H5Tclose(st);
+    H5Dclose(d);
+    H5Sclose(space);
+    free(bits);
+}
+
 static void write_attr(hid_t f, const char *name, double v) {
     hid_t space = H5Screate(H5S_SCALAR), a = H5Acreate2(f, name, H5T_IEEE_F64LE, space, H5P_DEFAULT, H5P_DEFAULT);
     assert_true(a >= 0 && H5Awrite(a, H5T_NATIVE_DOUBLE, &v) >= 0);
@@ -130,6 +159,35 @@ static void op_gla_matches_direct_call(void **state) {
     ln_tensor_free(dht);
 }
 
+/* bf16 inputs as h5py tags them (UTF-8) and as C code may (ASCII): read as bf16, run in bf16,
+ * written as float32; the same as the op on the same bf16 values, called directly */
+static void op_reads_tagged_bf16(void **state) {
+    const char *dir = test_tmpdir();
+    char in_path[600], out_path[600], args[2048];
+    snprintf(in_path, sizeof in_path, "%s/in16.h5", dir);
+    snprintf(out_path, sizeof out_path, "%s/out16.h5", dir);
+    ln_tensor *x64 = randn(3, (int64_t[]){1, 9, 3}, 21), *w64 = randn(2, (int64_t[]){3, 4}, 22);
+    hid_t f = H5Fcreate(in_path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    write_bf16_ds(f, "x", x64, true);
+    write_bf16_ds(f, "weight", w64, false);
+    H5Fclose(f);
+    snprintf(args, sizeof args, "short_conv --in %s --out %s", in_path, out_path);
+    assert_int_equal(run_linnet(args, NULL), 0);
+    ln_tensor *x = ln_tensor_new(LN_BF16, LN_CPU, 3, x64->shape), *w = ln_tensor_new(LN_BF16, LN_CPU, 2, w64->shape);
+    ln_tensor_copy(x, x64);
+    ln_tensor_copy(w, w64);
+    ln_tensor *y = ln_short_conv(x, w, NULL, NULL);
+    assert_tensor(y);
+    size_t bytes;
+    ln_tensor *got = read_ds(out_path, "y", &bytes);
+    assert_int_equal(bytes, 4); /* bf16 results are written as float32 */
+    assert_close(got, y, 0, "y");
+    ln_tensor_free(got);
+    ln_tape_clear();
+    ln_tensor *all[] = {x64, w64, x, w};
+    for (int i = 0; i < 4; i++) ln_tensor_free(all[i]);
+}
+
 /* float32 files give float32 outputs; int64 cu_seqlens (numpy's default) are read as offsets */
 static void op_short_conv_f32_and_int64_offsets(void **state) {
     const char *dir = test_tmpdir();
@@ -225,6 +283,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(op_gla_matches_direct_call),
         cmocka_unit_test(op_short_conv_f32_and_int64_offsets),
+        cmocka_unit_test(op_reads_tagged_bf16),
         cmocka_unit_test(op_bad_inputs_fail_with_one_line),
         cmocka_unit_test(every_registered_op_is_documented),
     };
