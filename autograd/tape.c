@@ -204,7 +204,9 @@ ln_tensor *ln_node_view_output(ln_node *n, int input_index, int ndim, const int6
         ln_fail("%s: out of host memory", n->op->name);
         return NULL;
     }
-    *t = (ln_tensor){.dtype = src->dtype, .device = src->device, .ndim = ndim, .numel = src->numel, .data = src->data};
+    *t = (ln_tensor){.dtype = src->dtype, .device = src->device, .ndim = ndim, .numel = src->numel, .data = src->data,
+                     .aliased = true};
+    src->aliased = true;
     if (ndim > 0) memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
     if (arena_adopt(t)) {
         free(t);
@@ -215,7 +217,36 @@ ln_tensor *ln_node_view_output(ln_node *n, int input_index, int ndim, const int6
 }
 
 void ln_node_save(ln_node *n, ln_tensor *t) {
-    if (n && n->n_saved < LN_MAX_OP_SAVED) n->saved[n->n_saved++] = hooks.pack(t, hooks.ctx);
+    if (!n || n->n_saved >= LN_MAX_OP_SAVED) return;
+    if (t->in_arena) t->saved_count++;
+    n->saved[n->n_saved++] = hooks.pack(t, hooks.ctx);
+}
+
+static bool reuse_inputs;
+
+bool ln_set_grad_over_inputs(bool enabled) {
+    bool previous = reuse_inputs;
+    reuse_inputs = enabled;
+    return previous;
+}
+
+ln_tensor *ln_grad_over_input(ln_node *n, int i, const ln_tensor *saved) {
+    ln_tensor *t = n->in[i];
+    /* only n saved t (and kept it as it was), no view shares its storage, nothing has given it a
+     * gradient yet and the caller (the trainer) allowed it: t's values die with n's backward */
+    if (!reuse_inputs || saved != t || !t->in_arena || !t->owns_data || t->aliased || t->saved_count != 1 ||
+        t->grad || !t->requires_grad)
+        return NULL;
+    ln_tensor *view = calloc(1, sizeof *view);
+    if (!view) return NULL;
+    *view = (ln_tensor){.dtype = t->dtype, .device = t->device, .ndim = t->ndim, .numel = t->numel, .data = t->data};
+    memcpy(view->shape, t->shape, sizeof view->shape);
+    if (arena_adopt(view)) {
+        free(view);
+        return NULL;
+    }
+    t->grad = view;
+    return view;
 }
 
 ln_tensor *ln_node_saved(ln_node *n, int i) { return hooks.unpack(n->saved[i], hooks.ctx); }

@@ -54,6 +54,14 @@ ln_tensor *ln_node_output(ln_node *n, ln_dtype dtype, int ndim, const int64_t *s
 /* An output that aliases in[input_index]'s storage with another shape (views). */
 ln_tensor *ln_node_view_output(ln_node *n, int input_index, int ndim, const int64_t *shape);
 void ln_node_save(ln_node *n, ln_tensor *t);
+/* In node n's backward: when n alone saved its input i (saved is what ln_node_saved gave back),
+ * no view shares its storage and it has no gradient yet, its gradient becomes a view of its own
+ * storage, so the kernel writes the gradient over values nobody needs after it (cross_entropy's
+ * logits: llm.c's trick, a [tokens, vocab] buffer less at the peak). Off unless
+ * ln_set_grad_over_inputs(true) (the trainer turns it on): the input then no longer holds its
+ * values after the backward. NULL when it does not apply: use ln_grad_for_write. */
+ln_tensor *ln_grad_over_input(ln_node *n, int i, const ln_tensor *saved);
+bool ln_set_grad_over_inputs(bool enabled); /* returns the previous setting */
 ln_tensor *ln_node_saved(ln_node *n, int i); /* in backward: unpacks saved[i] */
 int ln_node_run(ln_node *n);
 

@@ -27,6 +27,8 @@ typedef struct ln_tensor {
     bool requires_grad;
     struct ln_tensor *grad; /* same dtype/shape; made on first accumulation */
     int pending_readers;  /* in a hooked ln_backward: recorded nodes reading it whose backward is still to run */
+    int saved_count;      /* op results: how many nodes saved it for their backward */
+    bool aliased;         /* op results: a view shares its storage (or it is one) */
     char name[64];
 } ln_tensor;
 

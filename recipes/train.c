@@ -362,6 +362,8 @@ int ln_train(const ln_config *cfg, const ln_train_options *opts, ln_comm *comm) 
     ln_attention_impl previous_impl = ln_get_attention_impl(), impl = LN_ATTN_AUTO;
     int status = ln_attention_impl_parse(cfg->train.attention_impl, "train.attention_impl", &impl);
     ln_set_attention_impl(impl);
+    /* the step reads no tape tensor after its backward: cross_entropy may write dlogits over the logits */
+    bool previous_over = ln_set_grad_over_inputs(true);
     if (status == LN_OK) status = setup(&r);
     if (status == LN_OK) status = loop(&r);
     if (status == LN_OK && opts->sample_at_end && comm->rank == 0) status = sample_at_end(&r);
@@ -380,5 +382,6 @@ int ln_train(const ln_config *cfg, const ln_train_options *opts, ln_comm *comm) 
     ln_tape_clear();
     ln_set_autocast(previous);
     ln_set_attention_impl(previous_impl);
+    ln_set_grad_over_inputs(previous_over);
     return status;
 }

@@ -578,6 +578,49 @@ static void cross_entropy(void **state) {
     ln_tensor_free(in[1]);
 }
 
+/* With ln_set_grad_over_inputs on, cross_entropy's backward writes dlogits over logits that only
+ * it saved (the trainer's case): the same gradients bit for bit, one [rows, V] buffer less at the
+ * peak; logits also saved by another node (mul) keep their values and give the same result too. */
+static double over_inputs_run(bool over, bool logits_shared, ln_tensor *x, ln_tensor *w, ln_tensor *t, double *dx) {
+    ln_set_grad_over_inputs(over);
+    ln_tensor_zero_grad(x);
+    ln_tensor *logits = ln_matmul(x, w, false, true);
+    ln_tensor *loss = ln_cross_entropy(logits, t);
+    if (logits_shared) loss = ln_add(loss, ln_scale(ln_sum(ln_mul(logits, logits)), 1e-3));
+    assert_tensor(loss);
+    assert_ok(backward_scalar(loss));
+    for (int64_t i = 0; i < x->numel; i++) dx[i] = ln_get(x->grad, i);
+    double peak = (double)ln_arena_peak_bytes();
+    ln_tape_clear();
+    ln_set_grad_over_inputs(false);
+    return peak;
+}
+
+static void cross_entropy_writes_over_dead_logits(void **state) {
+    enum { ROWS = 64, D = 8, V = 512 };
+    ln_tensor *x64 = ln_randn_f64(2, (int64_t[]){ROWS, D}, 53), *w64 = ln_randn_f64(2, (int64_t[]){V, D}, 54);
+    ln_tensor *x = ln_tensor_new(LN_F32, LN_CPU, 2, x64->shape), *w = ln_tensor_new(LN_F32, LN_CPU, 2, w64->shape);
+    ln_tensor_copy(x, x64);
+    ln_tensor_copy(w, w64);
+    x->requires_grad = true;
+    int32_t ids[ROWS];
+    for (int r = 0; r < ROWS; r++) ids[r] = (r * 37) % V;
+    ln_tensor *t = ids_new(1, (int64_t[]){ROWS}, ids);
+    static double a[ROWS * D], b[ROWS * D];
+    for (int shared = 0; shared < 2; shared++) {
+        double peak_plain = over_inputs_run(false, shared, x, w, t, a);
+        double peak_over = over_inputs_run(true, shared, x, w, t, b);
+        assert_memory_equal(a, b, sizeof a);
+        const double logits_bytes = (double)ROWS * V * sizeof(float);
+        if (shared)
+            assert_true(peak_over == peak_plain);
+        else
+            assert_true(peak_over <= peak_plain - logits_bytes);
+    }
+    ln_tensor *all[] = {x64, w64, x, w, t};
+    for (int i = 0; i < 5; i++) ln_tensor_free(all[i]);
+}
+
 static void cross_entropy_uniform_is_log_v(void **state) {
     ln_tensor *logits = ln_tensor_new(LN_F32, LN_CPU, 2, (int64_t[]){3, 50});
     for (int i = 0; i < 150; i++) ln_set(logits, i, 2.5);
@@ -736,6 +779,7 @@ int main(void) {
         cmocka_unit_test(softmax),
         cmocka_unit_test(softmax_is_stable),
         cmocka_unit_test(cross_entropy),
+        cmocka_unit_test(cross_entropy_writes_over_dead_logits),
         cmocka_unit_test(cross_entropy_uniform_is_log_v),
         cmocka_unit_test(cross_entropy_saves_only_lse_beyond_inputs),
         cmocka_unit_test(cross_entropy_all_ignored),

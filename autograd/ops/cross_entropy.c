@@ -63,6 +63,7 @@ static int cross_entropy_backward_cpu(ln_node *n) {
     int64_t count = counted(target, rows);
     double scale = ln_get(out->grad, 0) / (double)(count ? count : 1);
     double *dx = ln_f64_read(lt), *lse = ln_f64_read(lse_t);
+    ln_tensor *over = dx ? ln_grad_over_input(n, 0, lt) : NULL; /* logits read: may be overwritten */
     int status = LN_ERR;
     if (dx && lse) {
         for (int64_t r = 0; r < rows; r++) {
@@ -74,7 +75,7 @@ static int cross_entropy_backward_cpu(ln_node *n) {
             for (int64_t j = 0; j < V; j++) row[j] = exp(row[j] - lse[r]) * scale;
             row[target[r]] -= scale;
         }
-        status = ln_f64_accum_grad(n->in[0], dx);
+        status = over ? ln_f64_write(over, dx) : ln_f64_accum_grad(n->in[0], dx);
     }
     free(dx);
     free(lse);

@@ -215,8 +215,9 @@ extern "C" int ln_cross_entropy_backward_cuda(ln_node *n) {
     if (!out->grad || !n->in[0]->requires_grad) return LN_OK;
     ln_tensor *lt = ln_node_saved(n, 0), *tt = ln_node_saved(n, 1), *lse_t = ln_node_saved(n, 2);
     long long V = lt->shape[lt->ndim - 1], rows = tt->numel;
-    bool accumulate;
-    ln_tensor *dx = ln_grad_for_write(n->in[0], &accumulate);
+    bool accumulate = false; // the rows kernel reads each element before writing it: dx may be lt
+    ln_tensor *dx = ln_grad_over_input(n, 0, lt);
+    if (!dx) dx = ln_grad_for_write(n->in[0], &accumulate);
     if (!dx) return LN_ERR;
     if (rows == 0 || V == 0) return LN_OK;
     if (lt->dtype != LN_F32 && lt->dtype != LN_BF16)
