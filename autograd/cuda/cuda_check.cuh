@@ -33,6 +33,14 @@ extern "C" {
 
 static inline cudaStream_t ln_stream() { return (cudaStream_t)ln_cuda_stream(); }
 
+// Lets kernel use `bytes` of dynamic shared memory (past 48 KB it must ask); a refusal becomes a
+// linnet error naming `what` and the size, and is cleared so later launch checks do not see it.
+template <class Kernel> static inline int ln_kernel_smem(Kernel kernel, size_t bytes, const char *what) {
+    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes) == cudaSuccess)
+        return LN_OK;
+    return ln_fail("%s: %zu bytes of shared memory per block: %s", what, bytes, cudaGetErrorString(cudaGetLastError()));
+}
+
 static inline unsigned ln_blocks(long long n, int threads) { return (unsigned)((n + threads - 1) / threads); }
 
 // Loads and stores that serve f32 and bf16 storage with fp32 arithmetic.

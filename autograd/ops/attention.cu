@@ -821,7 +821,7 @@ template <typename K>
 static int launch(K kernel, long long blocks, int threads, size_t smem, const AttnParams &p, const char *what) {
     if (blocks <= 0) return LN_OK;
     if (blocks > 0x7fffffffLL) return ln_fail("attention: %s needs %lld blocks", what, blocks);
-    if (smem > 48 * 1024) LN_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    if (smem > 48 * 1024 && ln_kernel_smem(kernel, smem, what)) return LN_ERR;
     kernel<<<(unsigned)blocks, threads, smem, ln_stream()>>>(p);
     LN_CUDA_LAUNCHED(what);
     return LN_OK;

@@ -221,13 +221,14 @@ extern "C" int gla_family_backward_cuda(ln_node *n) {
         LN_DISPATCH_FLOAT(dt, "gla backward", {
             constexpr bool MMA = gla_is_bf16<T>::value;
             size_t sm = gla_smem_bytes<T>(p.KP, p.VP, true);
-            cudaFuncSetAttribute(gla_bwd_kernel<T, MMA>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm);
-            gla_bwd_kernel<T, MMA><<<grid, BWD_THREADS, sm, ln_stream()>>>(
+            status = ln_kernel_smem(gla_bwd_kernel<T, MMA>, sm, "gla backward");
+            if (status == LN_OK)
+                gla_bwd_kernel<T, MMA><<<grid, BWD_THREADS, sm, ln_stream()>>>(
                 p, (const T *)q->data, (const T *)k->data, (const T *)v->data, (const T *)gd, (const T *)dout,
                 (const T *)hs, (const T *)dhs, o);
         });
         cudaError_t e = cudaPeekAtLastError();
-        if (e != cudaSuccess) status = ln_fail("gla backward launch: %s", cudaGetErrorString(e));
+        if (status == LN_OK && e != cudaSuccess) status = ln_fail("gla backward launch: %s", cudaGetErrorString(e));
     }
     if (hs) cudaFreeAsync(hs, ln_stream());
     if (dhs) cudaFreeAsync(dhs, ln_stream());

@@ -107,20 +107,22 @@ extern "C" int gla_family_forward_cuda(ln_node *n) {
         dim3 grid((unsigned)p.n_chunks, (unsigned)p.H);
         if (dt == LN_F32) {
             size_t sm = gla_smem_bytes<float>(p.KP, p.VP, false);
-            cudaFuncSetAttribute(gla_fwd_kernel<float, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm);
-            gla_fwd_kernel<float, false><<<grid, FWD_THREADS, sm, ln_stream()>>>(
+            status = ln_kernel_smem(gla_fwd_kernel<float, false>, sm, "gla forward");
+            if (status == LN_OK)
+                gla_fwd_kernel<float, false><<<grid, FWD_THREADS, sm, ln_stream()>>>(
                 p, (const float *)n->in[0]->data, (const float *)n->in[1]->data, (const float *)n->in[2]->data,
                 (const float *)g, (const float *)states, (float *)n->out[0]->data);
         } else {
             typedef __nv_bfloat16 B;
             size_t sm = gla_smem_bytes<B>(p.KP, p.VP, false);
-            cudaFuncSetAttribute(gla_fwd_kernel<B, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm);
-            gla_fwd_kernel<B, true><<<grid, FWD_THREADS, sm, ln_stream()>>>(
+            status = ln_kernel_smem(gla_fwd_kernel<B, true>, sm, "gla forward");
+            if (status == LN_OK)
+                gla_fwd_kernel<B, true><<<grid, FWD_THREADS, sm, ln_stream()>>>(
                 p, (const B *)n->in[0]->data, (const B *)n->in[1]->data, (const B *)n->in[2]->data, (const B *)g,
                 (const B *)states, (B *)n->out[0]->data);
         }
         cudaError_t e = cudaPeekAtLastError();
-        if (e != cudaSuccess) status = ln_fail("gla forward launch: %s", cudaGetErrorString(e));
+        if (status == LN_OK && e != cudaSuccess) status = ln_fail("gla forward launch: %s", cudaGetErrorString(e));
     }
     if (states) cudaFreeAsync(states, ln_stream());
     gla_plan_free(&p);

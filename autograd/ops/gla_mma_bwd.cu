@@ -398,11 +398,8 @@ int gla_mma_backward(ln_node *n, const gla_plan *p) {
     if (status == LN_OK && p->n_chunks > 0 && (o.dq || o.dk || o.dv || o.dg)) {
         GLA_MMA_DISPATCH(p->K, p->V, {
             const size_t sm = BwdSmem<K, V>::bytes;
-            cudaError_t a = cudaFuncSetAttribute(bwd_kernel<K, V>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm);
-            if (a != cudaSuccess) {
-                status = ln_fail("gla backward (tensor cores): %zu bytes of shared memory per block: %s", sm,
-                                 cudaGetErrorString(cudaGetLastError())); // read and cleared
-            } else {
+            status = ln_kernel_smem(bwd_kernel<K, V>, sm, "gla backward (tensor cores)");
+            if (status == LN_OK) {
                 bwd_kernel<K, V><<<dim3((unsigned)p->n_chunks, (unsigned)p->H), BWD_THREADS, sm, st>>>(
                     *p, (const bf16 *)q->data, (const bf16 *)k->data, (const bf16 *)v->data, gd, (const bf16 *)dout,
                     hs, dhs, o);

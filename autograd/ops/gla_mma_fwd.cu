@@ -137,11 +137,8 @@ int gla_mma_forward(ln_node *n, const gla_plan *p) {
         GLA_MMA_DISPATCH(p->K, p->V, {
             (void)V;
             const size_t sm = FwdSmem<K>::bytes;
-            cudaError_t a = cudaFuncSetAttribute(fwd_kernel<K>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm);
-            if (a != cudaSuccess) {
-                status = ln_fail("gla forward (tensor cores): %zu bytes of shared memory per block: %s", sm,
-                                 cudaGetErrorString(cudaGetLastError())); // read and cleared
-            } else {
+            status = ln_kernel_smem(fwd_kernel<K>, sm, "gla forward (tensor cores)");
+            if (status == LN_OK) {
                 fwd_kernel<K><<<dim3((unsigned)(p->n_chunks * (p->V / 64)), (unsigned)p->H), FWD_THREADS, sm, st>>>(
                     *p, (const bf16 *)n->in[0]->data, (const bf16 *)n->in[1]->data, (const bf16 *)n->in[2]->data, g,
                     states, (bf16 *)n->out[0]->data);

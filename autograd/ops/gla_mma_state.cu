@@ -167,12 +167,10 @@ int states_kv(const gla_plan *p, bool rev, const bf16 *x, const bf16 *y, const b
         const size_t sm = StateSmem<K, V>::bytes;
         dim3 grid((unsigned)p->n_chunks, (unsigned)p->H);
         if (rev) {
-            LN_CUDA_TRY(cudaFuncSetAttribute(chunk_state_kernel<K, V, true>,
-                                             cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
+            if (ln_kernel_smem(chunk_state_kernel<K, V, true>, sm, "gla chunk states")) return LN_ERR;
             chunk_state_kernel<K, V, true><<<grid, STATE_THREADS, sm, ln_stream()>>>(*p, x, y, g, U, gam);
         } else {
-            LN_CUDA_TRY(cudaFuncSetAttribute(chunk_state_kernel<K, V, false>,
-                                             cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
+            if (ln_kernel_smem(chunk_state_kernel<K, V, false>, sm, "gla chunk states")) return LN_ERR;
             chunk_state_kernel<K, V, false><<<grid, STATE_THREADS, sm, ln_stream()>>>(*p, x, y, g, U, gam);
         }
         LN_CUDA_LAUNCHED("gla chunk states");
