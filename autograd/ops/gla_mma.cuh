@@ -177,9 +177,14 @@ __device__ __forceinline__ float pair_score(const bf16 *q, const bf16 *k, const 
     return s;
 }
 
+// dst pair (2 bf16) = (a, b)
+__device__ __forceinline__ void store2(bf16 *dst, float a, float b) {
+    *reinterpret_cast<__nv_bfloat162 *>(dst) = __floats2bfloat162_rn(a, b);
+}
+
 // The warp's 16 x 8NT fragment tile v (rows gid and gid + 8, columns c0 + 8 t + 2 t4) into a
-// [tokens, W] bf16 view: row0 points at row gid's column 0, the row gid + 8 is stride further;
-// ok0 / ok1 say which rows exist. With acc it is added: every old value is read before the first
+// row-major bf16 array (global or shared): row0 points at row gid's column 0, row gid + 8 is
+// stride further; ok0 / ok1 say which rows exist. With acc it is added: every old value is read before the first
 // store, so the reads are in flight together (stores in between would order them one by one).
 template <int NT>
 __device__ __forceinline__ void put_tile(bf16 *row0, long long stride, int c0, const float (&v)[NT][4], bool acc,
@@ -202,22 +207,9 @@ __device__ __forceinline__ void put_tile(bf16 *row0, long long stride, int c0, c
 #pragma unroll
     for (int t = 0; t < NT; t++) {
         const int c = c0 + 8 * t + 2 * t4;
-        if (ok0)
-            *reinterpret_cast<__nv_bfloat162 *>(row0 + c) = __floats2bfloat162_rn(v[t][0] + old[t][0], v[t][1] + old[t][1]);
-        if (ok1)
-            *reinterpret_cast<__nv_bfloat162 *>(row0 + stride + c) =
-                __floats2bfloat162_rn(v[t][2] + old[t][2], v[t][3] + old[t][3]);
+        if (ok0) store2(row0 + c, v[t][0] + old[t][0], v[t][1] + old[t][1]);
+        if (ok1) store2(row0 + stride + c, v[t][2] + old[t][2], v[t][3] + old[t][3]);
     }
-}
-
-// dst pair (2 bf16) = (a, b), or += when acc
-__device__ __forceinline__ void put2(bf16 *dst, float a, float b, bool acc) {
-    if (acc) {
-        const __nv_bfloat162 o = *reinterpret_cast<const __nv_bfloat162 *>(dst);
-        a += __low2float(o);
-        b += __high2float(o);
-    }
-    *reinterpret_cast<__nv_bfloat162 *>(dst) = __floats2bfloat162_rn(a, b);
 }
 
 } // namespace gla_mma

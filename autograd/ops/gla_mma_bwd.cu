@@ -124,10 +124,10 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
                     }
                 }
                 const int c = 8 * jt + 2 * t4, i0 = r0 + gid;
-                put2(sA + i0 * LDA + c, sc[u][0], sc[u][1], false);
-                put2(sA + (i0 + 8) * LDA + c, sc[u][2], sc[u][3], false);
-                put2(sdA + i0 * LDA + c, sd[u][0], sd[u][1], false);
-                put2(sdA + (i0 + 8) * LDA + c, sd[u][2], sd[u][3], false);
+                store2(sA + i0 * LDA + c, sc[u][0], sc[u][1]);
+                store2(sA + (i0 + 8) * LDA + c, sc[u][2], sc[u][3]);
+                store2(sdA + i0 * LDA + c, sd[u][0], sd[u][1]);
+                store2(sdA + (i0 + 8) * LDA + c, sd[u][2], sd[u][3]);
             }
         }
     }

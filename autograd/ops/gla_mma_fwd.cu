@@ -97,11 +97,10 @@ __global__ void __launch_bounds__(FWD_THREADS) fwd_kernel(gla_plan p, const bf16
     }
     // through the warp's rows of a staging tile to 16-byte stores
 #pragma unroll
-    for (int t = 0; t < 8; t++) {
-        const int c = 8 * t + 2 * t4;
-        put2(so + (r0 + gid) * LDV + c, p.scale * acc[t][0], p.scale * acc[t][1], false);
-        put2(so + (r0 + gid + 8) * LDV + c, p.scale * acc[t][2], p.scale * acc[t][3], false);
-    }
+    for (int t = 0; t < 8; t++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) acc[t][e] *= p.scale;
+    put_tile<8>(so + (r0 + gid) * LDV, 8LL * LDV, 0, acc, false, true, true, t4);
     __syncwarp();
 #pragma unroll
     for (int x = lane; x < 128; x += 32) {

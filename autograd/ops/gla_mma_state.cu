@@ -78,15 +78,9 @@ __global__ void __launch_bounds__(STATE_THREADS) chunk_state_kernel(gla_plan p, 
         }
     }
     bf16 *u = U + ((long long)gc * H + h) * K * V;
-    const int gid = lane >> 2, t4 = lane & 3;
 #pragma unroll
     for (int m = 0; m < MT; m++)
-#pragma unroll
-        for (int t = 0; t < NT; t++) {
-            const int d = (mt0 + m) * 16 + gid, e = e0 + 8 * t + 2 * t4;
-            put2(u + d * V + e, acc[m][t][0], acc[m][t][1], false);
-            put2(u + (d + 8) * V + e, acc[m][t][2], acc[m][t][3], false);
-        }
+        put_tile<NT>(u + ((mt0 + m) * 16 + (lane >> 2)) * V, 8LL * V, e0, acc[m], false, true, true, lane & 3);
 }
 
 struct ScanArgs {
