@@ -106,32 +106,32 @@ ln_tensor *ln_grad_for_write(ln_tensor *t, bool *accumulate) {
     return g;
 }
 
+/* t's gradient: an arena view of t's shape over data whose storage belongs to another tensor */
+static ln_tensor *grad_view(ln_tensor *t, void *data) {
+    ln_tensor *view = calloc(1, sizeof *view);
+    if (!view) return NULL;
+    *view = (ln_tensor){.dtype = t->dtype, .device = t->device, .ndim = t->ndim, .numel = t->numel, .data = data};
+    memcpy(view->shape, t->shape, sizeof view->shape);
+    if (arena_adopt(view)) {
+        free(view);
+        return NULL;
+    }
+    t->grad = view;
+    return view;
+}
+
 bool ln_grad_adopt(ln_tensor *t, ln_tensor *g) {
     if (t->grad || !t->in_arena || !g || g == root_grad || g->dtype != t->dtype || g->device != t->device ||
         g->numel != t->numel)
         return false;
-    ln_tensor *view = calloc(1, sizeof *view);
+    ln_tensor *view = grad_view(t, g->data);
     if (!view) return false; /* the caller accumulates instead */
     /* the storage passes to t's gradient: g dies when this backward ends (release_dead_grad), t's
      * gradient lives on until t's own producer has run backward */
-    const bool owner = g->in_arena && g->owns_data;
-    const size_t bytes = (size_t)g->numel * ln_dtype_size(g->dtype);
-    *view = (ln_tensor){.dtype = t->dtype, .device = t->device, .ndim = t->ndim, .numel = t->numel, .data = g->data,
-                        .owns_data = owner};
-    memcpy(view->shape, t->shape, sizeof view->shape);
-    if (owner) {
+    if (g->in_arena && g->owns_data) {
         g->owns_data = false;
-        arena.bytes -= bytes;
+        view->owns_data = true;
     }
-    if (arena_adopt(view)) {
-        if (owner) {
-            g->owns_data = true;
-            arena.bytes += bytes;
-        }
-        free(view);
-        return false;
-    }
-    t->grad = view;
     return true;
 }
 
@@ -237,16 +237,7 @@ ln_tensor *ln_grad_over_input(ln_node *n, int i, const ln_tensor *saved) {
     if (!reuse_inputs || saved != t || !t->in_arena || !t->owns_data || t->aliased || t->saved_count != 1 ||
         t->grad || !t->requires_grad)
         return NULL;
-    ln_tensor *view = calloc(1, sizeof *view);
-    if (!view) return NULL;
-    *view = (ln_tensor){.dtype = t->dtype, .device = t->device, .ndim = t->ndim, .numel = t->numel, .data = t->data};
-    memcpy(view->shape, t->shape, sizeof view->shape);
-    if (arena_adopt(view)) {
-        free(view);
-        return NULL;
-    }
-    t->grad = view;
-    return view;
+    return grad_view(t, t->data);
 }
 
 ln_tensor *ln_node_saved(ln_node *n, int i) { return hooks.unpack(n->saved[i], hooks.ctx); }
