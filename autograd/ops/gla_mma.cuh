@@ -168,12 +168,26 @@ __device__ __forceinline__ void frag_b_gated_kn(uint32_t (&r)[4], const bf16 *x,
     }
 }
 
+// The strong-decay fallbacks, out of line: they are rare, and inlined into every element of the
+// unrolled fragment loops they made the kernels several times larger than the instruction cache.
 // sum_d q[i][d] k[j][d] e^(G[i][d] - G[j][d]): one score with the exact exponent
 template <int K>
-__device__ __forceinline__ float pair_score(const bf16 *q, const bf16 *k, const float *G, int i, int j) {
+__device__ __noinline__ float pair_score(const bf16 *q, const bf16 *k, const float *G, int i, int j) {
     constexpr int LD = K + 8;
     float s = 0.f;
+#pragma unroll 4
     for (int d = 0; d < K; d++) s += bf(q[i * LD + d]) * bf(k[j * LD + d]) * __expf(G[i * LD + d] - G[j * LD + d]);
+    return s;
+}
+
+// sum over rows m in [m0, m1] of w[m * ws] x[m][d] e^(sign (G[r][d] - G[m][d])): one column d of
+// a gated product with the exact exponent
+template <int K>
+__device__ __noinline__ float pair_column(const bf16 *w, int ws, const bf16 *x, const float *G, int r, int d, int m0,
+                                          int m1, float sign) {
+    constexpr int LD = K + 8;
+    float s = 0.f;
+    for (int m = m0; m <= m1; m++) s += bf(w[m * ws]) * bf(x[m * LD + d]) * __expf(sign * (G[r * LD + d] - G[m * LD + d]));
     return s;
 }
 

@@ -80,7 +80,7 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
         const int jt_end = min(4 * half + 4, 2 * I + 2);
         if (4 * half < jt_end) {
             float sc[4][4] = {}, sd[4][4] = {};
-#pragma unroll
+#pragma unroll 1
             for (int kc = 0; kc < K / 16; kc++) {
                 uint32_t a[4];
                 frag_a_gated<K>(a, sq, sG, r0, kc, Gr, 1.f, lane);
@@ -92,7 +92,7 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
                     mma16816(sc[u], a, b0, b1);
                 }
             }
-#pragma unroll
+#pragma unroll 1
             for (int kc = 0; kc < V / 16; kc++) {
                 uint32_t a[4];
                 ldsm_a<V>(a, sdo, r0, kc, lane);
@@ -137,7 +137,7 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
     float dG[NQ][4];               // dG of rows I, columns d0.. (NQ n-tiles of 8 over K / 2)
     { // dq
         float acc[NQ][4] = {};
-#pragma unroll
+#pragma unroll 1
         for (int kc = 0; kc < V / 16; kc++) {
             uint32_t a[4];
             ldsm_a<V>(a, sdo, r0, kc, lane);
@@ -155,7 +155,7 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
             const float f0 = scale * __expf(Gr[c]), f1 = scale * __expf(Gr[c + 1]);
             acc[t][0] *= f0, acc[t][1] *= f1, acc[t][2] *= f0, acc[t][3] *= f1;
         }
-#pragma unroll
+#pragma unroll 1
         for (int js = 0; js < 4; js++) { // + dA_I (k e^(G_r - G))
             if (js > I || (js == I && !diag_mma)) break;
             uint32_t a[4];
@@ -175,9 +175,7 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
             for (int e = 0; e < 4; e++) {
                 const int i = r0 + gid + (e >> 1) * 8, d = c + (e & 1);
                 float x = acc[t][e] * __expf(sG[i * LDK + d] - Gr[d]) + sdAd[i] * bf(sk[i * LDK + d]);
-                if (!diag_mma)
-                    for (int j = r0; j <= i; j++)
-                        x += bf(sdA[i * LDA + j]) * bf(sk[j * LDK + d]) * __expf(sG[i * LDK + d] - sG[j * LDK + d]);
+                if (!diag_mma) x += pair_column<K>(sdA + i * LDA, 1, sk, sG, i, d, r0, i, 1.f);
                 acc[t][e] = x;
                 dG[t][e] = bf(sq[i * LDK + d]) * x;
             }
@@ -188,7 +186,7 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
     }
     { // dk
         float acc[NQ][4] = {};
-#pragma unroll
+#pragma unroll 1
         for (int kc = 0; kc < V / 16; kc++) {
             uint32_t a[4];
             ldsm_a<V>(a, sv, r0, kc, lane);
@@ -219,7 +217,7 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
                 atomicAdd(sdgam + c + 1, s[1]);
             }
         }
-#pragma unroll
+#pragma unroll 1
         for (int ib = 0; ib < 4; ib++) { // + dA^T (q e^(G - G_l)) over the rows i >= j
             if (ib < I || (ib == I && !diag_mma)) continue;
             uint32_t a[4];
@@ -239,9 +237,7 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
             for (int e = 0; e < 4; e++) {
                 const int j = r0 + gid + (e >> 1) * 8, d = c + (e & 1);
                 float x = acc[t][e] * __expf(Gl[d] - sG[j * LDK + d]) + sdAd[j] * bf(sq[j * LDK + d]);
-                if (!diag_mma)
-                    for (int i = j; i < r0 + 16; i++)
-                        x += bf(sdA[i * LDA + j]) * bf(sq[i * LDK + d]) * __expf(sG[i * LDK + d] - sG[j * LDK + d]);
+                if (!diag_mma) x += pair_column<K>(sdA + j, LDA, sq, sG, j, d, j, r0 + 15, -1.f);
                 acc[t][e] = x;
                 dG[t][e] -= bf(sk[j * LDK + d]) * x;
             }
@@ -253,7 +249,7 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
     if (out.dv) { // dv = scale A^T do + (k e^(Gam - G)) dh over this warp's half of V
         const int e0 = half * (V / 2);
         float acc[NV][4] = {};
-#pragma unroll
+#pragma unroll 1
         for (int ib = 0; ib < 4; ib++) {
             if (ib < I) continue;
             uint32_t a[4];
@@ -270,7 +266,7 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
         for (int t = 0; t < NV; t++)
 #pragma unroll
             for (int e = 0; e < 4; e++) acc[t][e] *= scale;
-#pragma unroll
+#pragma unroll 1
         for (int kc = 0; kc < K / 16; kc++) {
             uint32_t a[4];
             frag_a_gated<K>(a, sk, sG, r0, kc, Gam, -1.f, lane);

@@ -46,7 +46,7 @@ __global__ void __launch_bounds__(FWD_THREADS) fwd_kernel(gla_plan p, const bf16
     const bool diag_mma = sub_span<K>(sG, r0, lane) <= GLA_MMA_SPAN;
     // scores: n-tiles of 8 columns j up to the end of sub-chunk I
     float sc[8][4] = {};
-#pragma unroll
+#pragma unroll 1
     for (int kc = 0; kc < K / 16; kc++) {
         uint32_t a[4];
         frag_a_gated<K>(a, sq, sG, r0, kc, Gr, 1.f, lane);
@@ -83,7 +83,7 @@ __global__ void __launch_bounds__(FWD_THREADS) fwd_kernel(gla_plan p, const bf16
             mma16816(acc[2 * nc + 1], pa, r[2], r[3]);
         }
     }
-#pragma unroll
+#pragma unroll 1
     for (int kc = 0; kc < K / 16; kc++) {
         uint32_t a[4];
         frag_a_gated<K>(a, sq, sG, r0, kc, nullptr, 1.f, lane);
