@@ -4,7 +4,7 @@ on the same inputs, both measured against `linnet op gla --device cpu` in float6
 recurrence) as the neutral reference. Prints the relative error ||x - ref|| / ||ref|| of o, ht and
 every gradient for linnet and for fla. Needs torch, fla, h5py and build/linnet (built with CUDA).
 Usage: python3 bench/gla_crosscheck.py [B T H K V]   (default 2 1000 4 128 128: a partial chunk)"""
-import os, subprocess, sys, tempfile
+import os, subprocess, sys, tempfile, time
 
 import h5py
 import numpy as np
@@ -22,6 +22,8 @@ x = {"q": bf(B, T, H, K), "k": bf(B, T, H, K), "v": bf(B, T, H, V),
      "h0": (0.5 * torch.randn(B, H, K, V, device=dev)).to(torch.bfloat16)}
 dy = {"do": bf(B, T, H, V), "dht": (0.1 * torch.randn(B, H, K, V, device=dev))}
 tmp = tempfile.mkdtemp()
+t0 = time.time()
+stage = lambda what: print(f"[{time.time() - t0:6.1f} s] {what}", flush=True)  # a cut-off run says where
 
 
 def write(path, tensors, as_bf16):
@@ -43,8 +45,11 @@ def run_linnet(device, as_bf16):
         return {n: np.asarray(f[n], np.float64) for n in f}
 
 
+stage("linnet cpu float64")
 ref = run_linnet("cpu", False)  # float64, step by step
+stage("linnet cuda bf16")
 ours = run_linnet("cuda", True)  # bf16, the CUDA kernels
+stage("fla chunk_gla (the first call compiles its Triton kernels)")
 
 leaves = {n: t.clone().requires_grad_() for n, t in x.items()}
 o, ht = chunk_gla(leaves["q"], leaves["k"], leaves["v"], leaves["g"], scale=K ** -0.5,
@@ -52,6 +57,7 @@ o, ht = chunk_gla(leaves["q"], leaves["k"], leaves["v"], leaves["g"], scale=K **
 torch.autograd.backward([o, ht], [dy["do"], dy["dht"].to(ht.dtype)])
 fla = {"o": o, "ht": ht, **{"d" + n: t.grad for n, t in leaves.items()}}
 fla = {n: t.detach().double().cpu().numpy() for n, t in fla.items()}
+stage("done")
 
 rel = lambda a, b: np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300)
 print(f"gla B={B} T={T} H={H} K={K} V={V}, bf16; relative error against linnet CPU float64")
