@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# A/B of kernel changes in one device call: the tree as it is, then each patch applied on top of it
+# in turn, each built and run with the same commands on the same GPU, so the timings compare
+# directly (calls land on different machines; one call's variants share one).
+# Here:  mkdir -p ab && git diff main..BRANCH > ab/NAME.patch   (ab/ travels with the checkout)
+# There: . .deps/unpack-debs.sh; bash bench/ab.sh ab/*.patch
+# AB_TARGETS: what to build (default: test_gpu_gla bench_gla); AB_TEST: run for every variant,
+# pass/fail summary kept (default: the GLA GPU test); AB_RUN: the timing command (default:
+# bench_gla at T = 4K, 16K, 64K). Every step is cut to what is left before DEADLINE (570 s).
+# Log: $OUT/ab.txt (plus one test log per variant).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-/tmp/ab}
+mkdir -p "$out"
+log=$out/ab.txt
+DEADLINE=${DEADLINE:-570}
+limit() { local left=$((DEADLINE - SECONDS - 20)); echo $(($1 < left ? $1 : (left > 1 ? left : 1))); }
+targets=${AB_TARGETS:-test_gpu_gla bench_gla}
+test_cmd=${AB_TEST:-build/tests/test_gpu_gla}
+run_cmd=${AB_RUN:-build/bench/bench_gla 16 128 32768 4096 16384 65536}
+if [ -d /opt/deps/usr/lib/x86_64-linux-gnu/pkgconfig ]; then # the carried .debs (gpu-check.sh does the same)
+  sed -i 's|=/usr|=/opt/deps/usr|g' /opt/deps/usr/lib/x86_64-linux-gnu/pkgconfig/*.pc
+  export PKG_CONFIG_PATH=/opt/deps/usr/lib/x86_64-linux-gnu/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
+fi
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$log"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release > "$out/cmake.txt" 2>&1 || { tail -20 "$out/cmake.txt"; exit 1; }
+
+variant() { # build and run the tree as it now is, under the name $1
+  local t0=$SECONDS
+  if ! timeout "$(limit 300)" cmake --build build -j 16 --target $targets > "$out/build.txt" 2>&1; then
+    echo "== $1: build failed" | tee -a "$log"; grep -A6 error "$out/build.txt" | head -30 | tee -a "$log"; return
+  fi
+  echo "== $1 (built in $((SECONDS - t0)) s)" | tee -a "$log"
+  if [ -n "$test_cmd" ]; then
+    timeout "$(limit 150)" $test_cmd > "$out/test-$1.txt" 2>&1
+    echo "test rc=$? $(grep -cE 'rel. error .* > ' "$out/test-$1.txt") comparisons over tolerance;" \
+      "$(grep -E 'PASSED|FAILED' "$out/test-$1.txt" | tr '\n' ' ')" | tee -a "$log"
+  fi
+  timeout "$(limit 120)" $run_cmd 2>&1 | tee -a "$log"
+}
+
+variant base
+for p in "$@"; do
+  name=$(basename "$p" .patch)
+  if ! patch -p1 -s --dry-run < "$p" > /dev/null; then echo "== $name: does not apply" | tee -a "$log"; continue; fi
+  patch -p1 -s < "$p"
+  variant "$name"
+  patch -p1 -s -R < "$p"
+done
+rm -f "$out/build.txt"
