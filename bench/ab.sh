@@ -2,7 +2,7 @@
 # A/B of kernel changes in one device call: the tree as it is, then each patch applied on top of it
 # in turn, each built and run with the same commands on the same GPU, so the timings compare
 # directly (calls land on different machines; one call's variants share one).
-# Here:  mkdir -p ab && git diff main..BRANCH > ab/NAME.patch   (ab/ travels with the checkout)
+# Here:  mkdir -p ab && git diff main...BRANCH > ab/NAME.patch   (ab/ travels with the checkout)
 # There: . .deps/unpack-debs.sh; bash bench/ab.sh ab/*.patch
 # AB_TARGETS: what to build (default: test_gpu_gla bench_gla); AB_TEST: run for every variant,
 # pass/fail summary kept (default: the GLA GPU test); AB_RUN: the timing command (default:
