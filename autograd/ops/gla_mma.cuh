@@ -187,7 +187,8 @@ __device__ __noinline__ float pair_column(const bf16 *w, int ws, const bf16 *x, 
                                           int m1, float sign) {
     constexpr int LD = K + 8;
     float s = 0.f;
-    for (int m = m0; m <= m1; m++) s += bf(w[m * ws]) * bf(x[m * LD + d]) * __expf(sign * (G[r * LD + d] - G[m * LD + d]));
+    for (int m = m0; m <= m1; m++)
+        s += bf(w[m * ws]) * bf(x[m * LD + d]) * __expf(sign * (G[r * LD + d] - G[m * LD + d]));
     return s;
 }
 
