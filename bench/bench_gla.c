@@ -1,17 +1,18 @@
-/* Times linnet's gla (per-key gated linear attention), bf16, H heads, K = V = D, on the GPU:
+/* Times linnet's gla (per-key gated linear attention), bf16, H heads of key width K and value
+ * width V (K = V = D, or "KxV"), on the GPU:
  * forward alone and forward + backward, median of repeats after warm-up, CUDA events on the
  * stream every kernel runs on. One line per T:
  *   T <T> B <B> fwd_ms <ms> ms <fwd+bwd ms> tok_per_s <tokens/s> ns_per_tok <ns> roof_pct <%>
  *
- * Counted per token and head (chunk C = 64, K = V = 128), as the chunkwise kernels compute it:
- *   forward  scan 2KV, scores CK (causal half of 2C K), o inter 2KV, o intra CV     = 81,920 FLOP
- *   backward scans 2 x 2KV, scores CK, dv 2KV + CV, dA CV, dk/dq inter 2 x 2KV,
- *            intra rows / cols 2 CK                                                  = 204,800 FLOP
- * and the fewest bytes: q, k, v, g read and o written (forward, 5 x 2 bytes x D), q, k, v, g, do
- * read and dq, dk, dv, dg written (backward, 9 x 2 x D): 28 D bytes per token and head. States
+ * Counted per token and head (chunk C = 64), as the chunkwise kernels compute it:
+ *   forward  scan 2KV, scores CK (causal half of 2C K), o inter 2KV, o intra CV     (81,920 FLOP
+ *   backward scans 2 x 2KV, scores CK, dv 2KV + CV, dA CV, dk/dq inter 2 x 2KV,    at K = V = 128)
+ *            intra rows / cols 2 CK                                                 (204,800)
+ * and the fewest bytes: q, k, g, v read and o written (forward, 2 (3K + 2V) bytes), q, k, g, v, do
+ * read and dq, dk, dg, dv written (backward, 2 (6K + 3V)): 28 D bytes per token and head at K = V = D. States
  * (the chunk's [K, V] h and dh) are not in that floor. Roof: 989 TFLOP/s bf16, 3.35 TB/s (H100
  * SXM datasheet); roof_pct = max(flop time, byte time) / measured.
- * Usage: bench_gla [H] [D] [tokens] [T...] */
+ * Usage: bench_gla [H] [D | KxV] [tokens] [T...] */
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdio.h>
@@ -73,7 +74,8 @@ static double median_ms(ln_tensor *const *in, ln_tensor *seed, int backward, int
 }
 
 int main(int argc, char **argv) {
-    int H = argc > 1 ? atoi(argv[1]) : 16, D = argc > 2 ? atoi(argv[2]) : 128;
+    int H = argc > 1 ? atoi(argv[1]) : 16, K = 128, V = 128;
+    if (argc > 2 && sscanf(argv[2], "%dx%d", &K, &V) == 1) V = K;
     long tokens = argc > 3 ? atol(argv[3]) : 32768;
     long lengths[16] = {4096, 16384, 65536};
     int n = 3;
@@ -87,10 +89,10 @@ int main(int argc, char **argv) {
     }
     for (int i = 0; i < n; i++) {
         long T = lengths[i], B = tokens / T > 0 ? tokens / T : 1;
-        int64_t shape[4] = {B, T, H, D};
-        ln_tensor *in[4] = {random_bf16(4, shape, 1, 0), random_bf16(4, shape, 2, 0), random_bf16(4, shape, 3, 0),
-                            random_bf16(4, shape, 4, 1)};
-        ln_tensor *seed = random_bf16(4, shape, 5, 0);
+        int64_t kshape[4] = {B, T, H, K}, vshape[4] = {B, T, H, V};
+        ln_tensor *in[4] = {random_bf16(4, kshape, 1, 0), random_bf16(4, kshape, 2, 0), random_bf16(4, vshape, 3, 0),
+                            random_bf16(4, kshape, 4, 1)};
+        ln_tensor *seed = random_bf16(4, vshape, 5, 0);
         if (!in[0] || !in[1] || !in[2] || !in[3] || !seed) {
             fprintf(stderr, "bench_gla: T=%ld: %s\n", T, ln_error_message());
             return 1;
@@ -100,7 +102,9 @@ int main(int argc, char **argv) {
             fprintf(stderr, "bench_gla: T=%ld: %s\n", T, ln_error_message());
             return 1;
         }
-        double toks = (double)B * T, flops = toks * H * (81920.0 + 204800.0), bytes = toks * H * 28.0 * D;
+        const double C = 64, KV = (double)K * V;
+        double toks = (double)B * T, flops = toks * H * (4 * KV + C * (K + V) + 10 * KV + 3 * C * K + 2 * C * V),
+               bytes = toks * H * 2.0 * (9 * K + 5 * V);
         double floor_ms = fmax(flops / 989e12, bytes / 3.35e12) * 1e3;
         printf("T %ld B %ld fwd_ms %.3f ms %.3f tok_per_s %.3e ns_per_tok %.2f roof_pct %.1f\n", T, B, fwd, all,
                toks / (all * 1e-3), all * 1e6 / toks, 100.0 * floor_ms / all);

@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 
 H = int(sys.argv[1]) if len(sys.argv) > 1 else 16
-D = int(sys.argv[2]) if len(sys.argv) > 2 else 128
+# D (K = V = D) or KxV, as bench_gla; SDPA (softmax, one head width) only when K = V
+K, V = (int(x) for x in (sys.argv[2].split("x") * 2)[:2]) if len(sys.argv) > 2 else (128, 128)
 tokens = int(sys.argv[3]) if len(sys.argv) > 3 else 32768
 lengths = sorted(int(a) for a in sys.argv[4:]) or [4096, 16384, 65536]
 budget = int(os.environ.get("GLA_BUDGET_S", 120))
@@ -103,23 +104,24 @@ for T in lengths:
     # fewer repeats where one fwd+bwd of SDPA is ~0.1 s (64K: attention is quadratic)
     reps, warm = (11, 3) if T < 65536 else (5, 1)
     torch.manual_seed(0)
-    q, k, v = (torch.randn(B, T, H, D, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
-    g = (F.logsigmoid(torch.randn(B, T, H, D, device="cuda")) / 16).to(torch.bfloat16).requires_grad_()
-    do = torch.randn(B, T, H, D, device="cuda", dtype=torch.bfloat16)
+    q, k, v = (torch.randn(B, T, H, w, device="cuda", dtype=torch.bfloat16, requires_grad=True) for w in (K, K, V))
+    g = (F.logsigmoid(torch.randn(B, T, H, K, device="cuda")) / 16).to(torch.bfloat16).requires_grad_()
+    do = torch.randn(B, T, H, V, device="cuda", dtype=torch.bfloat16)
 
     # softmax attention through cuDNN, [B, H, T, D]
     from torch.nn.attention import SDPBackend, sdpa_kernel
     qt, kt, vt = (x.detach().transpose(1, 2).contiguous().requires_grad_() for x in (q, k, v))
     dot = do.transpose(1, 2).contiguous()
 
-    def sdpa_fwd():
+    def sdpa_fwd():  # (not run when K != V)
         with sdpa_kernel(SDPBackend.CUDNN_ATTENTION), torch.no_grad():
             F.scaled_dot_product_attention(qt, kt, vt, is_causal=True)
 
     def sdpa_both():
         with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
             F.scaled_dot_product_attention(qt, kt, vt, is_causal=True).backward(dot)
-    measure(T, "sdpa_cudnn", sdpa_fwd, sdpa_both, budget, reps, warm)
+    if K == V:
+        measure(T, "sdpa_cudnn", sdpa_fwd, sdpa_both, budget, reps, warm)
     del qt, kt, vt, dot
 
     if chunk_gla is not None:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GLA forward + backward, bf16, H=16, K=V=128, B·T = 32768 (B = 1 at T = 65536): linnet's chunkwise
+# GLA forward + backward, bf16, H=16, K=V=128 (or H, D below), B·T = 32768 (B = 1 at T = 65536): linnet's chunkwise
 # kernels vs flash-linear-attention's chunk_gla (Triton) and PyTorch SDPA cuDNN (softmax attention),
 # same GPU, one run. Ours first (seconds), then the peers under their own limit (fla's first call
 # compiles + autotunes for minutes on a cold Triton cache); the table uses whatever was printed.
@@ -7,14 +7,16 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 lengths=${LENGTHS:-"4096 16384 65536"}
+# H heads of width D (K = V) or KxV: H=12 D=32x64 LENGTHS=1024 is recipes/gla-small.yaml's layer
+heads=${H:-16} width=${D:-128}
 out=${OUT_DIR:-/tmp}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 # compiled kernels and autotune results (fla sets cache_results) outlive a cut-off run on a warm machine
 export TRITON_CACHE_DIR=${TRITON_CACHE_DIR:-$PWD/build/triton-cache}
 nvidia-smi --query-gpu=name,clocks.max.sm,memory.total --format=csv,noheader
-build/bench/bench_gla 16 128 32768 $lengths | tee "$out/gla_linnet.txt"
-timeout "${PEER_TIMEOUT:-480}" python3 bench/gla_fla.py 16 128 32768 $lengths 2> "$out/gla_fla.err" | tee "$out/gla_peers.txt"
+build/bench/bench_gla "$heads" "$width" 32768 $lengths | tee "$out/gla_linnet.txt"
+timeout "${PEER_TIMEOUT:-480}" python3 bench/gla_fla.py "$heads" "$width" 32768 $lengths 2> "$out/gla_fla.err" | tee "$out/gla_peers.txt"
 echo "peers rc=${PIPESTATUS[0]}"
 OUT_DIR="$out" python3 - <<'PY'
 import os, re
