@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# GLA forward + backward, bf16, H=16, K=V=128 (or H, D below), B·T = 32768 (B = 1 at T = 65536): linnet's chunkwise
-# kernels vs flash-linear-attention's chunk_gla (Triton) and PyTorch SDPA cuDNN (softmax attention),
+# GLA forward + backward, bf16, H=16, K=V=128 (or H, D below), B·T = 32768 (B = 1 at T = 65536):
+# linnet's chunkwise kernels vs flash-linear-attention's chunk_gla (Triton) and PyTorch SDPA cuDNN (softmax attention),
 # same GPU, one run. Ours first (seconds), then the peers under their own limit (fla's first call
 # compiles + autotunes for minutes on a cold Triton cache); the table uses whatever was printed.
 # Needs build/bench/bench_gla; fla on PYTHONPATH.
