@@ -5,7 +5,8 @@
 # Here:  mkdir -p ab && git diff main...BRANCH > ab/NAME.patch   (ab/ travels with the checkout)
 # There: . .deps/unpack-debs.sh; bash bench/ab.sh ab/*.patch
 # AB_TARGETS: what to build (default: test_gpu_gla bench_gla); AB_TEST: run for every variant,
-# pass/fail summary kept (default: the GLA GPU test); AB_RUN: the timing command (default:
+# pass/fail summary kept (default: the GLA GPU test; put `compute-sanitizer --tool memcheck
+# --leak-check no` before it to memcheck each variant too); AB_RUN: the timing command (default:
 # bench_gla at T = 4K, 16K, 64K); both are shell command lines. Every step is cut to what is left
 # before DEADLINE (570 s). For a whole model: AB_TARGETS=linnet AB_TEST= AB_RUN='build/linnet
 # train recipes/gla-small.yaml --out $(mktemp -d) --no-sample --set train.steps=12 | tail -2'.
@@ -36,7 +37,7 @@ variant() { # build and run the tree as it now is, under the name $1
   if [ -n "$test_cmd" ]; then
     timeout "$(limit 150)" bash -c "$test_cmd" > "$out/test-$1.txt" 2>&1
     echo "test rc=$? $(grep -cE 'rel. error .* > ' "$out/test-$1.txt") comparisons over tolerance;" \
-      "$(grep -E 'PASSED|FAILED' "$out/test-$1.txt" | tr '\n' ' ')" | tee -a "$log"
+      "$(grep -E 'PASSED|FAILED|ERROR SUMMARY' "$out/test-$1.txt" | tr '\n' ' ')" | tee -a "$log"
   fi
   timeout "$(limit 120)" bash -c "$run_cmd" 2>&1 | tee -a "$log"
 }
