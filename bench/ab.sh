@@ -19,7 +19,7 @@ log=$out/ab.txt
 DEADLINE=${DEADLINE:-570}
 limit() { local left=$((DEADLINE - SECONDS - 20)); echo $(($1 < left ? $1 : (left > 1 ? left : 1))); }
 targets=${AB_TARGETS:-test_gpu_gla bench_gla}
-test_cmd=${AB_TEST:-build/tests/test_gpu_gla}
+test_cmd=${AB_TEST-build/tests/test_gpu_gla} # AB_TEST= (empty): no test
 run_cmd=${AB_RUN:-build/bench/bench_gla 16 128 32768 4096 16384 65536}
 if [ -d /opt/deps/usr/lib/x86_64-linux-gnu/pkgconfig ]; then # the carried .debs (gpu-check.sh does the same)
   sed -i 's|=/usr|=/opt/deps/usr|g' /opt/deps/usr/lib/x86_64-linux-gnu/pkgconfig/*.pc
