@@ -29,11 +29,11 @@ using ln_mma::bf16;
 bool gla_mma_applies(const gla_plan *p, ln_dtype dt);
 
 // The states every chunk starts from, by the tensor cores: per chunk and head
-// U_c = (x w)^T y ([K, V], bf16) and, forward only, gam_c = G_last ([K], f32); then the linear
-// scan S <- e^gam_c S + U_c over the chunks of every sequence, storing S before each chunk.
+// U_c = (x w)^T y ([K, V], bf16) and gam_c = G_last ([K], f32); then the linear scan
+// S <- e^gam_c S + U_c over the chunks of every sequence, storing S before each chunk.
 // Forward (rev false): x = k, w = e^(gam - G), y = v: states = h_c, fin = ht.
-// Reverse: x = q, w = scale e^G, y = do: states = dh_c+1, fin = dh0 (added when fin_accum);
-// gam must hold the forward's. U: [n_chunks, H, K, V] scratch.
+// Reverse: x = q, w = scale e^G, y = do: states = dh_c+1, fin = dh0 (added when fin_accum).
+// U: [n_chunks, H, K, V], gam: [n_chunks, H, K] scratch.
 int gla_mma_states(const gla_plan *p, bool rev, const bf16 *x, const bf16 *y, const bf16 *g, bf16 *U, float *gam,
                    bf16 *states, const void *init, int init_kind, void *fin, int fin_kind, bool fin_accum);
 

@@ -1,5 +1,6 @@
-// Backward of the tensor-core GLA path (see gla_mma.cuh). Nothing was saved by the forward:
-//   1. the forward states h_c again and the reverse states dh_c+1 (gla_mma_state.cu), dh0;
+// Backward of the tensor-core GLA path (see gla_mma.cuh):
+//   1. the reverse states dh_c+1 (gla_mma_state.cu) and dh0; the forward states h_c are the ones
+//      the forward kept (gla_mma_fwd.cu);
 //   2. one block per (chunk, head), 8 warps: warp (I, half) owns sub-chunk I and half of the
 //      columns of what it computes, in phases separated by barriers:
 //        A, dA  scores and scale do v^T of rows I (masked; both to shared memory, bf16)
@@ -372,22 +373,23 @@ int gla_mma_backward(ln_node *n, const gla_plan *p) {
     const size_t vbytes = (size_t)q->shape[0] * q->shape[1] * p->H * p->V * sizeof(bf16);
     const void *dout = n->out[0]->grad ? n->out[0]->grad->data : NULL;
     cudaStream_t st = ln_stream();
-    bf16 *hs = NULL, *dhs = NULL, *U = NULL, *zeros = NULL;
+    // the forward kept its states for this (gla_mma_fwd.cu)
+    const ln_tensor *kept = n->n_saved > 0 ? ln_node_saved(n, 0) : NULL;
+    if (sbytes && (!kept || kept->numel * (int64_t)sizeof(bf16) != (int64_t)sbytes))
+        return ln_fail("%s backward: the forward kept no chunk states of %zu bytes", n->op->name, sbytes);
+    const bf16 *hs = kept ? (const bf16 *)kept->data : NULL;
+    bf16 *dhs = NULL, *U = NULL, *zeros = NULL;
     float *gam = NULL;
     int status = LN_OK;
-    if (sbytes && (cudaMallocAsync((void **)&hs, sbytes, st) != cudaSuccess ||
-                   cudaMallocAsync((void **)&dhs, sbytes, st) != cudaSuccess ||
+    if (sbytes && (cudaMallocAsync((void **)&dhs, sbytes, st) != cudaSuccess ||
                    cudaMallocAsync((void **)&U, sbytes, st) != cudaSuccess ||
                    cudaMallocAsync((void **)&gam, gbytes, st) != cudaSuccess ||
                    (!dout && (cudaMallocAsync((void **)&zeros, vbytes, st) != cudaSuccess ||
                               cudaMemsetAsync(zeros, 0, vbytes, st) != cudaSuccess))))
         status = ln_fail("%s backward: out of GPU memory for %zu bytes of chunk states", n->op->name,
-                         3 * sbytes + gbytes);
+                         2 * sbytes + gbytes);
     if (!dout) dout = zeros;
     const bf16 *gd = g ? (const bf16 *)g->data : NULL;
-    if (status == LN_OK)
-        status = gla_mma_states(p, false, (const bf16 *)k->data, (const bf16 *)v->data, gd, U, gam, hs,
-                                h0 ? h0->data : NULL, h0_kind, NULL, 0, false);
     if (status == LN_OK)
         status = gla_mma_states(p, true, (const bf16 *)q->data, (const bf16 *)dout, gd, U, gam, dhs,
                                 dht ? dht->data : NULL, dht_kind, dh0 ? dh0->data : NULL, dh0_kind, true);
@@ -405,7 +407,7 @@ int gla_mma_backward(ln_node *n, const gla_plan *p) {
         if (status == LN_OK && e != cudaSuccess)
             status = ln_fail("gla backward (tensor cores) launch: %s", cudaGetErrorString(e));
     }
-    void *scratch[] = {hs, dhs, U, gam, zeros};
+    void *scratch[] = {dhs, U, gam, zeros};
     for (void *b : scratch)
         if (b) cudaFreeAsync(b, st);
     return status;
