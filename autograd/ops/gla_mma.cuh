@@ -168,6 +168,27 @@ __device__ __forceinline__ void frag_b_gated_kn(uint32_t (&r)[4], const bf16 *x,
     }
 }
 
+// Scores of the sub-chunk at rows r0..r0 + 15 against the 8-column tiles [jt0, jt_end) (at most
+// NTILE): sc[u] += (q e^(G - G_r)) (k e^(G_r - G))^T for tile jt0 + u, r = r0, unmasked. The first
+// phase of the forward and of the backward.
+template <int K, int NTILE>
+__device__ __forceinline__ void score_tiles(float (&sc)[NTILE][4], const bf16 *q, const bf16 *k, const float *G,
+                                            int r0, int jt0, int jt_end, int lane) {
+    const float *Gr = G + r0 * (K + 8);
+#pragma unroll 1
+    for (int kc = 0; kc < K / 16; kc++) {
+        uint32_t a[4];
+        frag_a_gated<K>(a, q, G, r0, kc, Gr, 1.f, lane);
+#pragma unroll
+        for (int u = 0; u < NTILE; u++) {
+            if (jt0 + u >= jt_end) break;
+            uint32_t b0, b1;
+            frag_b_gated_nk<K>(b0, b1, k, G, 8 * (jt0 + u), kc, Gr, lane);
+            mma16816(sc[u], a, b0, b1);
+        }
+    }
+}
+
 // The strong-decay fallbacks, out of line: they are rare, and inlined into every element of the
 // unrolled fragment loops they made the kernels several times larger than the instruction cache.
 // sum_d q[i][d] k[j][d] e^(G[i][d] - G[j][d]): one score with the exact exponent

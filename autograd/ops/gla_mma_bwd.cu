@@ -87,18 +87,7 @@ __global__ void __launch_bounds__(BwdShape<K>::THREADS, 1)
         const int jt0 = TPW * part, jt_end = min(jt0 + TPW, 2 * I + 2);
         if (jt0 < jt_end) {
             float sc[TPW][4] = {}, sd[TPW][4] = {};
-#pragma unroll 1
-            for (int kc = 0; kc < K / 16; kc++) {
-                uint32_t a[4];
-                frag_a_gated<K>(a, sq, sG, r0, kc, Gr, 1.f, lane);
-#pragma unroll
-                for (int u = 0; u < TPW; u++) {
-                    if (jt0 + u >= jt_end) break;
-                    uint32_t b0, b1;
-                    frag_b_gated_nk<K>(b0, b1, sk, sG, 8 * (jt0 + u), kc, Gr, lane);
-                    mma16816(sc[u], a, b0, b1);
-                }
-            }
+            score_tiles<K>(sc, sq, sk, sG, r0, jt0, jt_end, lane);
 #pragma unroll 1
             for (int kc = 0; kc < V / 16; kc++) {
                 uint32_t a[4];

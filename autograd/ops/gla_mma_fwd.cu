@@ -49,24 +49,12 @@ __global__ void __launch_bounds__(FwdShape<K>::THREADS, 1)
     gates_finish<K, NT>(sG, p.gate, scratch);
 
     const int I = warp & 3, part = warp >> 2, r0 = 16 * I;
-    const float *Gr = sG + r0 * LDK;
     { // this warp's n-tiles [TPW part, TPW part + TPW) of A_I, up to the end of sub-chunk I
         const bool diag_mma = sub_span<K>(sG, r0, lane) <= GLA_MMA_SPAN;
         const int jt0 = TPW * part, jt_end = min(jt0 + TPW, 2 * I + 2);
         if (jt0 < jt_end) {
             float sc[TPW][4] = {};
-#pragma unroll 1
-            for (int kc = 0; kc < K / 16; kc++) {
-                uint32_t a[4];
-                frag_a_gated<K>(a, sq, sG, r0, kc, Gr, 1.f, lane);
-#pragma unroll
-                for (int u = 0; u < TPW; u++) {
-                    if (jt0 + u >= jt_end) break;
-                    uint32_t b0, b1;
-                    frag_b_gated_nk<K>(b0, b1, sk, sG, 8 * (jt0 + u), kc, Gr, lane);
-                    mma16816(sc[u], a, b0, b1);
-                }
-            }
+            score_tiles<K>(sc, sq, sk, sG, r0, jt0, jt_end, lane);
 #pragma unroll
             for (int u = 0; u < TPW; u++) {
                 const int jt = jt0 + u;
