@@ -146,7 +146,6 @@ int gla_mma_forward(ln_node *n, const gla_plan *p) {
         const int64_t shape[4] = {p->n_chunks, p->H, p->K, p->V};
         kept = ln_arena_tensor_uninit(LN_BF16, LN_CUDA, 4, shape);
         if (!kept) return LN_ERR;
-        ln_node_save(n, kept);
         states = (bf16 *)kept->data;
     }
     if (sbytes && ((!kept && cudaMallocAsync((void **)&states, sbytes, st) != cudaSuccess) ||
@@ -170,6 +169,7 @@ int gla_mma_forward(ln_node *n, const gla_plan *p) {
         if (status == LN_OK && e != cudaSuccess)
             status = ln_fail("gla forward (tensor cores) launch: %s", cudaGetErrorString(e));
     }
+    if (kept && status == LN_OK) ln_node_save(n, kept); // once written: a saved-tensor hook may copy it
     if (states && !kept) cudaFreeAsync(states, st);
     if (U) cudaFreeAsync(U, st);
     if (gam) cudaFreeAsync(gam, st);
