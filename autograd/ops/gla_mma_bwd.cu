@@ -37,6 +37,25 @@ template <int K, int V> struct BwdSmem {
                                     4 * (64 * LDK + K + 64 + BwdShape<K>::THREADS);
 };
 
+// acc[t] += x[r0..r0 + 15] y[d0 + 8 t ..]^T over V (x: [64][V + 8] token rows, y: [K][V + 8] state
+// rows): the inter-chunk products of dq (do h^T) and dk (v dh^T)
+template <int V, int NQ>
+__device__ __forceinline__ void rows_times_states(float (&acc)[NQ][4], const bf16 *x, const bf16 *y, int r0, int d0,
+                                                  int lane) {
+#pragma unroll 1
+    for (int kc = 0; kc < V / 16; kc++) {
+        uint32_t a[4];
+        ldsm_a<V>(a, x, r0, kc, lane);
+#pragma unroll
+        for (int nc = 0; nc < NQ / 2; nc++) {
+            uint32_t r[4];
+            ldsm_b_nk<V>(r, y, d0 + 16 * nc, kc, lane);
+            mma16816(acc[2 * nc], a, r[0], r[1]);
+            mma16816(acc[2 * nc + 1], a, r[2], r[3]);
+        }
+    }
+}
+
 template <int K, int V>
 __global__ void __launch_bounds__(BwdShape<K>::THREADS, 1)
     bwd_kernel(gla_plan p, const bf16 *__restrict__ q, const bf16 *__restrict__ k, const bf16 *__restrict__ v,
@@ -133,18 +152,7 @@ __global__ void __launch_bounds__(BwdShape<K>::THREADS, 1)
     float dG[NQ][4];                 // dG of rows I, columns d0.. (NQ n-tiles of 8 over K / WPI)
     { // dq
         float acc[NQ][4] = {};
-#pragma unroll 1
-        for (int kc = 0; kc < V / 16; kc++) {
-            uint32_t a[4];
-            ldsm_a<V>(a, sdo, r0, kc, lane);
-#pragma unroll
-            for (int nc = 0; nc < NQ / 2; nc++) {
-                uint32_t r[4];
-                ldsm_b_nk<V>(r, sh, d0 + 16 * nc, kc, lane);
-                mma16816(acc[2 * nc], a, r[0], r[1]);
-                mma16816(acc[2 * nc + 1], a, r[2], r[3]);
-            }
-        }
+        rows_times_states<V>(acc, sdo, sh, r0, d0, lane);
 #pragma unroll
         for (int t = 0; t < NQ; t++) { // inter part in the frame of row r0: scale e^G_r
             const int c = d0 + 8 * t + 2 * t4;
@@ -182,18 +190,7 @@ __global__ void __launch_bounds__(BwdShape<K>::THREADS, 1)
     }
     { // dk
         float acc[NQ][4] = {};
-#pragma unroll 1
-        for (int kc = 0; kc < V / 16; kc++) {
-            uint32_t a[4];
-            ldsm_a<V>(a, sv, r0, kc, lane);
-#pragma unroll
-            for (int nc = 0; nc < NQ / 2; nc++) {
-                uint32_t r[4];
-                ldsm_b_nk<V>(r, sdh, d0 + 16 * nc, kc, lane);
-                mma16816(acc[2 * nc], a, r[0], r[1]);
-                mma16816(acc[2 * nc + 1], a, r[2], r[3]);
-            }
-        }
+        rows_times_states<V>(acc, sv, sdh, r0, d0, lane);
 #pragma unroll
         for (int t = 0; t < NQ; t++) { // inter part in the frame of the last row l of I: e^(Gam - G_l)
             const int c = d0 + 8 * t + 2 * t4;
