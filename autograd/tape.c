@@ -87,6 +87,10 @@ ln_tensor *ln_arena_tensor(ln_dtype dtype, ln_device device, int ndim, const int
     return arena_tensor(dtype, device, ndim, shape, true);
 }
 
+ln_tensor *ln_arena_tensor_uninit(ln_dtype dtype, ln_device device, int ndim, const int64_t *shape) {
+    return arena_tensor(dtype, device, ndim, shape, false);
+}
+
 ln_tensor *ln_grad_of(ln_tensor *t) {
     if (t->grad) return t->grad;
     /* the gradient of an arena tensor lives in the arena; a caller-owned tensor owns its own */

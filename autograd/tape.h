@@ -67,6 +67,8 @@ int ln_node_run(ln_node *n);
 
 /* An arena tensor (released by ln_tape_clear), zero-filled. For scratch results of ops. */
 ln_tensor *ln_arena_tensor(ln_dtype dtype, ln_device device, int ndim, const int64_t *shape);
+/* The same, not zero-filled: for kernels that write every element. */
+ln_tensor *ln_arena_tensor_uninit(ln_dtype dtype, ln_device device, int ndim, const int64_t *shape);
 
 /* ---- the saved-tensor hook ---- pack runs when an op saves a tensor, unpack when backward needs
  * it back. The default keeps a reference (the arena keeps the tensor alive). */

@@ -29,11 +29,11 @@ using ln_mma::bf16;
 bool gla_mma_applies(const gla_plan *p, ln_dtype dt);
 
 // The states every chunk starts from, by the tensor cores: per chunk and head
-// U_c = (x w)^T y ([K, V], bf16) and, forward only, gam_c = G_last ([K], f32); then the linear
-// scan S <- e^gam_c S + U_c over the chunks of every sequence, storing S before each chunk.
+// U_c = (x w)^T y ([K, V], bf16) and gam_c = G_last ([K], f32); then the linear scan
+// S <- e^gam_c S + U_c over the chunks of every sequence, storing S before each chunk.
 // Forward (rev false): x = k, w = e^(gam - G), y = v: states = h_c, fin = ht.
-// Reverse: x = q, w = scale e^G, y = do: states = dh_c+1, fin = dh0 (added when fin_accum);
-// gam must hold the forward's. U: [n_chunks, H, K, V] scratch.
+// Reverse: x = q, w = scale e^G, y = do: states = dh_c+1, fin = dh0 (added when fin_accum).
+// U: [n_chunks, H, K, V], gam: [n_chunks, H, K] scratch.
 int gla_mma_states(const gla_plan *p, bool rev, const bf16 *x, const bf16 *y, const bf16 *g, bf16 *U, float *gam,
                    bf16 *states, const void *init, int init_kind, void *fin, int fin_kind, bool fin_accum);
 
@@ -164,6 +164,27 @@ __device__ __forceinline__ void frag_b_gated_kn(uint32_t (&r)[4], const bf16 *x,
             const int jj = j + 8 * v;
             r[2 * u + v] = scale2(r[2 * u + v], __expf(sign * (G[jj * LD + d] - rd)),
                                   __expf(sign * (G[(jj + 1) * LD + d] - rd)));
+        }
+    }
+}
+
+// Scores of the sub-chunk at rows r0..r0 + 15 against the 8-column tiles [jt0, jt_end) (at most
+// NTILE): sc[u] += (q e^(G - G_r)) (k e^(G_r - G))^T for tile jt0 + u, r = r0, unmasked. The first
+// phase of the forward and of the backward.
+template <int K, int NTILE>
+__device__ __forceinline__ void score_tiles(float (&sc)[NTILE][4], const bf16 *q, const bf16 *k, const float *G,
+                                            int r0, int jt0, int jt_end, int lane) {
+    const float *Gr = G + r0 * (K + 8);
+#pragma unroll 1
+    for (int kc = 0; kc < K / 16; kc++) {
+        uint32_t a[4];
+        frag_a_gated<K>(a, q, G, r0, kc, Gr, 1.f, lane);
+#pragma unroll
+        for (int u = 0; u < NTILE; u++) {
+            if (jt0 + u >= jt_end) break;
+            uint32_t b0, b1;
+            frag_b_gated_nk<K>(b0, b1, k, G, 8 * (jt0 + u), kc, Gr, lane);
+            mma16816(sc[u], a, b0, b1);
         }
     }
 }

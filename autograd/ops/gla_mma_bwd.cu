@@ -1,7 +1,8 @@
-// Backward of the tensor-core GLA path (see gla_mma.cuh). Nothing was saved by the forward:
-//   1. the forward states h_c again and the reverse states dh_c+1 (gla_mma_state.cu), dh0;
-//   2. one block per (chunk, head), 8 warps: warp (I, half) owns sub-chunk I and half of the
-//      columns of what it computes, in phases separated by barriers:
+// Backward of the tensor-core GLA path (see gla_mma.cuh):
+//   1. the reverse states dh_c+1 (gla_mma_state.cu) and dh0; the forward states h_c are the ones
+//      the forward kept (gla_mma_fwd.cu);
+//   2. one block per (chunk, head), 16 warps (8 at K = 32): warp (I, part) owns sub-chunk I and
+//      a part of the columns of what it computes, in phases separated by barriers:
 //        A, dA  scores and scale do v^T of rows I (masked; both to shared memory, bf16)
 //        dq     = scale (do h_c^T) e^G + intra rows(dA, k)           -> dG  = q dq
 //        dk     = (v dh^T) e^(Gam - G) + intra cols(dA, q)           -> dG -= k dk
@@ -11,14 +12,19 @@
 //      (dh = dh_c+1). Gate factors as in the forward: relative to the first row of I for rows
 //      (dq) and to its last row for columns (dk), pairwise inside I past GLA_MMA_SPAN; dA's
 //      diagonal is kept apart in fp32 (sdAd), so q dq - k dk cancels it exactly.
-// Shared memory ~190 KB at K = V = 128: one block of 8 warps per SM.
+// Shared memory ~196 KB at K = V = 128: one block per SM.
 #include "gla_mma.cuh"
 
 using namespace gla_mma;
 
-#define BWD_THREADS 256
-
 namespace {
+
+// Warps per sub-chunk: each owns 1 / WPI of the columns it computes (K >= 64: 16 warps a block,
+// 128 registers a thread at most, so the scheduler has 4 warps to pick from; K = 32 keeps 8,
+// its column quarters being narrower than one ldmatrix pair).
+template <int K> struct BwdShape {
+    static constexpr int WPI = K >= 64 ? 4 : 2, THREADS = 128 * WPI;
+};
 
 struct BwdOut {
     bf16 *dq, *dk, *dv, *dg; // NULL when not wanted
@@ -27,17 +33,37 @@ struct BwdOut {
 
 template <int K, int V> struct BwdSmem {
     static constexpr int LDK = K + 8, LDV = V + 8, LDA = 72;
-    static constexpr size_t bytes =
-        2 * (2 * 64 * LDK + 2 * 64 * LDV + 2 * K * LDV + 2 * 64 * LDA) + 4 * (64 * LDK + K + 64 + BWD_THREADS);
+    static constexpr size_t bytes = 2 * (2 * 64 * LDK + 2 * 64 * LDV + 2 * K * LDV + 2 * 64 * LDA) +
+                                    4 * (64 * LDK + K + 64 + BwdShape<K>::THREADS);
 };
 
+// acc[t] += x[r0..r0 + 15] y[d0 + 8 t ..]^T over V (x: [64][V + 8] token rows, y: [K][V + 8] state
+// rows): the inter-chunk products of dq (do h^T) and dk (v dh^T)
+template <int V, int NQ>
+__device__ __forceinline__ void rows_times_states(float (&acc)[NQ][4], const bf16 *x, const bf16 *y, int r0, int d0,
+                                                  int lane) {
+#pragma unroll 1
+    for (int kc = 0; kc < V / 16; kc++) {
+        uint32_t a[4];
+        ldsm_a<V>(a, x, r0, kc, lane);
+#pragma unroll
+        for (int nc = 0; nc < NQ / 2; nc++) {
+            uint32_t r[4];
+            ldsm_b_nk<V>(r, y, d0 + 16 * nc, kc, lane);
+            mma16816(acc[2 * nc], a, r[0], r[1]);
+            mma16816(acc[2 * nc + 1], a, r[2], r[3]);
+        }
+    }
+}
+
 template <int K, int V>
-__global__ void __launch_bounds__(BWD_THREADS, 1)
+__global__ void __launch_bounds__(BwdShape<K>::THREADS, 1)
     bwd_kernel(gla_plan p, const bf16 *__restrict__ q, const bf16 *__restrict__ k, const bf16 *__restrict__ v,
                const bf16 *__restrict__ g, const bf16 *__restrict__ dout, const bf16 *__restrict__ hs,
                const bf16 *__restrict__ dhs, BwdOut out) {
     extern __shared__ __align__(16) char smem[];
-    constexpr int LDK = K + 8, LDV = V + 8, LDA = 72, NQ = K / 16, NV = V / 16;
+    constexpr int NT = BwdShape<K>::THREADS, WPI = BwdShape<K>::WPI, TPW = 8 / WPI; // TPW: A's n-tiles a warp
+    constexpr int LDK = K + 8, LDV = V + 8, LDA = 72, NQ = K / (8 * WPI), NV = V / (8 * WPI);
     bf16 *sq = (bf16 *)smem, *sk = sq + 64 * LDK, *sv = sk + 64 * LDK, *sdo = sv + 64 * LDV, *sh = sdo + 64 * LDV,
          *sdh = sh + K * LDV, *sA = sdh + K * LDV, *sdA = sA + 64 * LDA;
     float *sG = (float *)(sdA + 64 * LDA), *sdgam = sG + 64 * LDK, *sdAd = sdgam + K, *scratch = sdAd + 64;
@@ -48,20 +74,20 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
     gla_chunk_at(p, gc, tok0, n);
     const long long slot = ((long long)gc * H + h) * K * V;
     const float scale = p.scale;
-    load_tile<64, K, BWD_THREADS>(sq, q + (tok0 * H + h) * K, (long long)H * K, 0, n, tid);
-    load_tile<64, K, BWD_THREADS>(sk, k + (tok0 * H + h) * K, (long long)H * K, 0, n, tid);
-    load_tile<64, V, BWD_THREADS>(sv, v + (tok0 * H + h) * V, (long long)H * V, 0, n, tid);
-    load_tile<64, V, BWD_THREADS>(sdo, dout + (tok0 * H + h) * V, (long long)H * V, 0, n, tid);
-    load_tile<K, V, BWD_THREADS>(sh, hs + slot, V, 0, K, tid);
-    load_tile<K, V, BWD_THREADS>(sdh, dhs + slot, V, 0, K, tid);
-    gates_issue<K, BWD_THREADS>(sG, g, p.gate, tok0, H, h, n, scratch);
+    load_tile<64, K, NT>(sq, q + (tok0 * H + h) * K, (long long)H * K, 0, n, tid);
+    load_tile<64, K, NT>(sk, k + (tok0 * H + h) * K, (long long)H * K, 0, n, tid);
+    load_tile<64, V, NT>(sv, v + (tok0 * H + h) * V, (long long)H * V, 0, n, tid);
+    load_tile<64, V, NT>(sdo, dout + (tok0 * H + h) * V, (long long)H * V, 0, n, tid);
+    load_tile<K, V, NT>(sh, hs + slot, V, 0, K, tid);
+    load_tile<K, V, NT>(sdh, dhs + slot, V, 0, K, tid);
+    gates_issue<K, NT>(sG, g, p.gate, tok0, H, h, n, scratch);
     cp_async_commit();
     cp_async_wait<0>();
     __syncthreads();
-    gates_finish<K, BWD_THREADS>(sG, p.gate, scratch);
+    gates_finish<K, NT>(sG, p.gate, scratch);
     const float *Gam = sG + 63 * LDK; // rows past n repeat row n - 1
     { // sdgam[d] = e^Gam rowsum(dh * h_c); the column sums of phase dk are added to it
-        constexpr int TPD = BWD_THREADS / K, PER = V / TPD;
+        constexpr int TPD = NT / K, PER = V / TPD;
         const int d = tid / TPD, part = tid % TPD;
         float s = 0.f;
         for (int e = part * PER; e < (part + 1) * PER; e += 2) {
@@ -72,42 +98,31 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
         for (int o = 1; o < TPD; o <<= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
         if (part == 0) sdgam[d] = __expf(Gam[d]) * s;
     }
-    const int I = warp & 3, half = warp >> 2, r0 = 16 * I;
+    const int I = warp & 3, part = warp >> 2, r0 = 16 * I;
     const float *Gr = sG + r0 * LDK, *Gl = sG + (r0 + 15) * LDK;
     const bool diag_mma = sub_span<K>(sG, r0, lane) <= GLA_MMA_SPAN;
 
-    { // A and dA of rows I, n-tiles [4 half, 4 half + 4) up to the diagonal
-        const int jt_end = min(4 * half + 4, 2 * I + 2);
-        if (4 * half < jt_end) {
-            float sc[4][4] = {}, sd[4][4] = {};
-#pragma unroll 1
-            for (int kc = 0; kc < K / 16; kc++) {
-                uint32_t a[4];
-                frag_a_gated<K>(a, sq, sG, r0, kc, Gr, 1.f, lane);
-#pragma unroll
-                for (int u = 0; u < 4; u++) {
-                    if (4 * half + u >= jt_end) break;
-                    uint32_t b0, b1;
-                    frag_b_gated_nk<K>(b0, b1, sk, sG, 8 * (4 * half + u), kc, Gr, lane);
-                    mma16816(sc[u], a, b0, b1);
-                }
-            }
+    { // A and dA of rows I, n-tiles [TPW part, TPW part + TPW) up to the diagonal
+        const int jt0 = TPW * part, jt_end = min(jt0 + TPW, 2 * I + 2);
+        if (jt0 < jt_end) {
+            float sc[TPW][4] = {}, sd[TPW][4] = {};
+            score_tiles<K>(sc, sq, sk, sG, r0, jt0, jt_end, lane);
 #pragma unroll 1
             for (int kc = 0; kc < V / 16; kc++) {
                 uint32_t a[4];
                 ldsm_a<V>(a, sdo, r0, kc, lane);
 #pragma unroll
-                for (int u = 0; u < 4; u += 2) {
-                    if (4 * half + u >= jt_end) break;
+                for (int u = 0; u < TPW; u += 2) {
+                    if (jt0 + u >= jt_end) break;
                     uint32_t r[4];
-                    ldsm_b_nk<V>(r, sv, 8 * (4 * half + u), kc, lane);
+                    ldsm_b_nk<V>(r, sv, 8 * (jt0 + u), kc, lane);
                     mma16816(sd[u], a, r[0], r[1]);
                     mma16816(sd[u + 1], a, r[2], r[3]);
                 }
             }
 #pragma unroll
-            for (int u = 0; u < 4; u++) {
-                const int jt = 4 * half + u;
+            for (int u = 0; u < TPW; u++) {
+                const int jt = jt0 + u;
                 if (jt >= jt_end) break;
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
@@ -133,22 +148,11 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
     }
     __syncthreads();
 
-    const int d0 = half * (K / 2); // this warp's columns of dq, dk
-    float dG[NQ][4];               // dG of rows I, columns d0.. (NQ n-tiles of 8 over K / 2)
+    const int d0 = part * (K / WPI); // this warp's columns of dq, dk
+    float dG[NQ][4];                 // dG of rows I, columns d0.. (NQ n-tiles of 8 over K / WPI)
     { // dq
         float acc[NQ][4] = {};
-#pragma unroll 1
-        for (int kc = 0; kc < V / 16; kc++) {
-            uint32_t a[4];
-            ldsm_a<V>(a, sdo, r0, kc, lane);
-#pragma unroll
-            for (int nc = 0; nc < NQ / 2; nc++) {
-                uint32_t r[4];
-                ldsm_b_nk<V>(r, sh, d0 + 16 * nc, kc, lane);
-                mma16816(acc[2 * nc], a, r[0], r[1]);
-                mma16816(acc[2 * nc + 1], a, r[2], r[3]);
-            }
-        }
+        rows_times_states<V>(acc, sdo, sh, r0, d0, lane);
 #pragma unroll
         for (int t = 0; t < NQ; t++) { // inter part in the frame of row r0: scale e^G_r
             const int c = d0 + 8 * t + 2 * t4;
@@ -186,18 +190,7 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
     }
     { // dk
         float acc[NQ][4] = {};
-#pragma unroll 1
-        for (int kc = 0; kc < V / 16; kc++) {
-            uint32_t a[4];
-            ldsm_a<V>(a, sv, r0, kc, lane);
-#pragma unroll
-            for (int nc = 0; nc < NQ / 2; nc++) {
-                uint32_t r[4];
-                ldsm_b_nk<V>(r, sdh, d0 + 16 * nc, kc, lane);
-                mma16816(acc[2 * nc], a, r[0], r[1]);
-                mma16816(acc[2 * nc + 1], a, r[2], r[3]);
-            }
-        }
+        rows_times_states<V>(acc, sv, sdh, r0, d0, lane);
 #pragma unroll
         for (int t = 0; t < NQ; t++) { // inter part in the frame of the last row l of I: e^(Gam - G_l)
             const int c = d0 + 8 * t + 2 * t4;
@@ -246,8 +239,8 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
             put_tile<NQ>(out.dk + ((tok0 + r0 + gid) * H + h) * K, 8LL * H * K, d0, acc, out.acc_k, r0 + gid < n,
                          r0 + gid + 8 < n, t4);
     }
-    if (out.dv) { // dv = scale A^T do + (k e^(Gam - G)) dh over this warp's half of V
-        const int e0 = half * (V / 2);
+    if (out.dv) { // dv = scale A^T do + (k e^(Gam - G)) dh over this warp's part of V
+        const int e0 = part * (V / WPI);
         float acc[NV][4] = {};
 #pragma unroll 1
         for (int ib = 0; ib < 4; ib++) {
@@ -297,7 +290,7 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
     if (tid < K) sdG[(n - 1) * LDK + tid] += sdgam[tid];
     __syncthreads();
     if (p.gate == GLA_GATE_PER_KEY) {
-        constexpr int S = BWD_THREADS / K, R = 64 / S;
+        constexpr int S = NT / K, R = 64 / S;
         const int d = tid % K, s = tid / K;
         float x[R];
 #pragma unroll
@@ -316,7 +309,7 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
         for (int r = 0; r < R; r++)
             if (s * R + r < n) dst[r * step] = __float2bfloat16(x[r] + off + old[r]);
     } else { // per head: row sums, then one warp's reverse scan over the 64 rows
-        for (int i = warp; i < 64; i += BWD_THREADS / 32) {
+        for (int i = warp; i < 64; i += NT / 32) {
             float s = 0.f;
             for (int d = lane; d < K; d += 32) s += sdG[i * LDK + d];
             for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
@@ -372,22 +365,23 @@ int gla_mma_backward(ln_node *n, const gla_plan *p) {
     const size_t vbytes = (size_t)q->shape[0] * q->shape[1] * p->H * p->V * sizeof(bf16);
     const void *dout = n->out[0]->grad ? n->out[0]->grad->data : NULL;
     cudaStream_t st = ln_stream();
-    bf16 *hs = NULL, *dhs = NULL, *U = NULL, *zeros = NULL;
+    // the forward kept its states for this (gla_mma_fwd.cu)
+    const ln_tensor *kept = n->n_saved > 0 ? ln_node_saved(n, 0) : NULL;
+    if (sbytes && (!kept || kept->numel * (int64_t)sizeof(bf16) != (int64_t)sbytes))
+        return ln_fail("%s backward: the forward kept no chunk states of %zu bytes", n->op->name, sbytes);
+    const bf16 *hs = kept ? (const bf16 *)kept->data : NULL;
+    bf16 *dhs = NULL, *U = NULL, *zeros = NULL;
     float *gam = NULL;
     int status = LN_OK;
-    if (sbytes && (cudaMallocAsync((void **)&hs, sbytes, st) != cudaSuccess ||
-                   cudaMallocAsync((void **)&dhs, sbytes, st) != cudaSuccess ||
+    if (sbytes && (cudaMallocAsync((void **)&dhs, sbytes, st) != cudaSuccess ||
                    cudaMallocAsync((void **)&U, sbytes, st) != cudaSuccess ||
                    cudaMallocAsync((void **)&gam, gbytes, st) != cudaSuccess ||
                    (!dout && (cudaMallocAsync((void **)&zeros, vbytes, st) != cudaSuccess ||
                               cudaMemsetAsync(zeros, 0, vbytes, st) != cudaSuccess))))
         status = ln_fail("%s backward: out of GPU memory for %zu bytes of chunk states", n->op->name,
-                         3 * sbytes + gbytes);
+                         2 * sbytes + gbytes);
     if (!dout) dout = zeros;
     const bf16 *gd = g ? (const bf16 *)g->data : NULL;
-    if (status == LN_OK)
-        status = gla_mma_states(p, false, (const bf16 *)k->data, (const bf16 *)v->data, gd, U, gam, hs,
-                                h0 ? h0->data : NULL, h0_kind, NULL, 0, false);
     if (status == LN_OK)
         status = gla_mma_states(p, true, (const bf16 *)q->data, (const bf16 *)dout, gd, U, gam, dhs,
                                 dht ? dht->data : NULL, dht_kind, dh0 ? dh0->data : NULL, dh0_kind, true);
@@ -396,7 +390,7 @@ int gla_mma_backward(ln_node *n, const gla_plan *p) {
             const size_t sm = BwdSmem<K, V>::bytes;
             status = ln_kernel_smem(bwd_kernel<K, V>, sm, "gla backward (tensor cores)");
             if (status == LN_OK) {
-                bwd_kernel<K, V><<<dim3((unsigned)p->n_chunks, (unsigned)p->H), BWD_THREADS, sm, st>>>(
+                bwd_kernel<K, V><<<dim3((unsigned)p->n_chunks, (unsigned)p->H), BwdShape<K>::THREADS, sm, st>>>(
                     *p, (const bf16 *)q->data, (const bf16 *)k->data, (const bf16 *)v->data, gd, (const bf16 *)dout,
                     hs, dhs, o);
             }
@@ -405,7 +399,7 @@ int gla_mma_backward(ln_node *n, const gla_plan *p) {
         if (status == LN_OK && e != cudaSuccess)
             status = ln_fail("gla backward (tensor cores) launch: %s", cudaGetErrorString(e));
     }
-    void *scratch[] = {hs, dhs, U, gam, zeros};
+    void *scratch[] = {dhs, U, gam, zeros};
     for (void *b : scratch)
         if (b) cudaFreeAsync(b, st);
     return status;

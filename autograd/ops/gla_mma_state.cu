@@ -54,7 +54,7 @@ __global__ void __launch_bounds__(STATE_THREADS) chunk_state_kernel(gla_plan p, 
         uint32_t *px = reinterpret_cast<uint32_t *>(sx + j * LDK + d);
         *px = scale2(*px, w0, w1);
     }
-    if (!REV && tid < K) gam[((long long)gc * H + h) * K + tid] = Gam[tid];
+    if (tid < K) gam[((long long)gc * H + h) * K + tid] = Gam[tid];
     __syncthreads();
     // U [K, V] = xw^T y: warps WM (rows of U) x WN (columns)
     constexpr int WM = K / 16 < 4 ? K / 16 : 4, WN = 8 / WM, MT = K / 16 / WM, NT = V / 8 / WN;
