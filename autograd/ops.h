@@ -47,6 +47,8 @@ ln_tensor *ln_embedding(ln_tensor *weight, ln_tensor *ids);
 
 /* ---- normalisation over the last dim ---- weight/bias [D] */
 ln_tensor *ln_rmsnorm(ln_tensor *x, ln_tensor *weight, double eps);
+/* rmsnorm(x) * silu(gate), gate x's shape and dtype: GLA's output norm and gate in one op. */
+ln_tensor *ln_rmsnorm_gated(ln_tensor *x, ln_tensor *weight, ln_tensor *gate, double eps);
 /* The pre-norm residual step fused: *sum_out = x + delta (delta: x's shape and dtype) and the
  * result rmsnorm(*sum_out, weight, eps), both outputs of one node. Exactly ln_add followed by
  * ln_rmsnorm (same rounding, same saved statistics), with one pass over the rows each way on the

@@ -54,6 +54,10 @@ static int run_rmsnorm(ln_tensor *const *in, const double *s, ln_tensor **out) {
     return (out[0] = ln_rmsnorm(in[0], in[1], s[0])) ? LN_OK : LN_ERR;
 }
 
+static int run_rmsnorm_gated(ln_tensor *const *in, const double *s, ln_tensor **out) {
+    return (out[0] = ln_rmsnorm_gated(in[0], in[1], in[2], s[0])) ? LN_OK : LN_ERR;
+}
+
 static int run_softmax(ln_tensor *const *in, const double *s, ln_tensor **out) {
     return (out[0] = ln_softmax(in[0])) ? LN_OK : LN_ERR;
 }
@@ -81,6 +85,8 @@ static const cli_op ops[] = {
     {"attention", "softmax attention (plain reference)", {IN("q"), IN("k"), IN("v")}, {"o"},
      {SCALAR("causal", 1), SCALAR("scale", NAN)}, run_attention},
     {"rmsnorm", "RMSNorm over the last dim", {IN("x"), IN("weight")}, {"y"}, {SCALAR("eps", 1e-6)}, run_rmsnorm},
+    {"rmsnorm_gated", "RMSNorm over the last dim times silu(gate)", {IN("x"), IN("weight"), IN("gate")}, {"y"},
+     {SCALAR("eps", 1e-6)}, run_rmsnorm_gated},
     {"softmax", "softmax over the last dim", {IN("x")}, {"y"}, NO_SCALARS, run_softmax},
 };
 

@@ -71,8 +71,12 @@ void ln_linear_mixer_qkv(const ln_linear_mixer *m, ln_tensor *x, ln_tensor **q, 
 ln_tensor *ln_linear_mixer_output(const ln_linear_mixer *m, ln_tensor *o, ln_tensor *x) {
     if (!o || !x) return NULL;
     int64_t B = o->shape[0], T = o->shape[1], width = (int64_t)m->n_heads * m->head_v;
-    o = ln_rmsnorm(o, ln_weight(m->o_norm), m->norm_eps); /* over head_v: one norm per head */
+    /* over head_v: one norm per head, times silu(x W_g) in the same op when gated */
+    if (m->wg) {
+        ln_tensor *gate = ln_reshape(ln_matmul(x, ln_weight(m->wg), false, true), 4, o->shape);
+        o = ln_rmsnorm_gated(o, ln_weight(m->o_norm), gate, m->norm_eps);
+    } else
+        o = ln_rmsnorm(o, ln_weight(m->o_norm), m->norm_eps);
     o = ln_reshape(o, 3, (int64_t[]){B, T, width});
-    if (m->wg) o = ln_mul(o, ln_silu(ln_matmul(x, ln_weight(m->wg), false, true)));
     return ln_matmul(o, ln_weight(m->wo), false, true);
 }

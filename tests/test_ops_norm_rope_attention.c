@@ -57,6 +57,9 @@ typedef struct {
 static ln_tensor *rmsnorm_of(ln_tensor *const *in, void *ctx) {
     return ln_rmsnorm(in[0], in[1], ((op_args *)ctx)->eps);
 }
+static ln_tensor *rmsnorm_gated_of(ln_tensor *const *in, void *ctx) {
+    return ln_rmsnorm_gated(in[0], in[1], in[2], ((op_args *)ctx)->eps);
+}
 static ln_tensor *layernorm_of(ln_tensor *const *in, void *ctx) {
     return ln_layernorm(in[0], in[1], in[2], ((op_args *)ctx)->eps);
 }
@@ -105,6 +108,34 @@ static void rmsnorm_bad_weight_names_the_shape(void **state) {
     ln_tape_clear();
     ln_tensor_free(x);
     ln_tensor_free(w);
+}
+
+/* gated: the gradients of x, weight and gate, and the output equal to the three ops it fuses */
+static void rmsnorm_gated_gradcheck_and_equals_the_ops(void **state) {
+    ln_tensor *in[3] = {randn(3, (int64_t[]){2, 3, 5}, 17), randn(1, (int64_t[]){5}, 18),
+                        randn(3, (int64_t[]){2, 3, 5}, 19)};
+    op_args a = {.eps = 1e-5};
+    assert_gradcheck(rmsnorm_gated_of, &a, 3, in);
+    ln_tensor *fused = ln_rmsnorm_gated(in[0], in[1], in[2], 1e-5);
+    ln_tensor *ops = ln_mul(ln_rmsnorm(in[0], in[1], 1e-5), ln_silu(in[2]));
+    assert_tensor(fused);
+    assert_tensor(ops);
+    for (int64_t i = 0; i < fused->numel; i++) assert_true(fabs(ln_get(fused, i) - ln_get(ops, i)) < 1e-12);
+    ln_tape_clear();
+    free_all(3, in);
+}
+
+static void rmsnorm_gated_bad_gate_names_the_shape(void **state) {
+    ln_tensor *x = randn(2, (int64_t[]){2, 5}, 20), *w = randn(1, (int64_t[]){5}, 21),
+              *g = randn(2, (int64_t[]){5, 2}, 22);
+    assert_null(ln_rmsnorm_gated(x, w, g, 1e-5));
+    assert_non_null(strstr(ln_error_message(), "rmsnorm_gated"));
+    assert_non_null(strstr(ln_error_message(), "[5, 2]"));
+    assert_non_null(strstr(ln_error_message(), "[2, 5]"));
+    ln_tape_clear();
+    ln_tensor_free(x);
+    ln_tensor_free(w);
+    ln_tensor_free(g);
 }
 
 /* ---- LayerNorm ---- */
@@ -487,6 +518,8 @@ int main(void) {
         cmocka_unit_test(rmsnorm_gradcheck),
         cmocka_unit_test(rmsnorm_has_unit_rms_before_weight),
         cmocka_unit_test(rmsnorm_bad_weight_names_the_shape),
+        cmocka_unit_test(rmsnorm_gated_gradcheck_and_equals_the_ops),
+        cmocka_unit_test(rmsnorm_gated_bad_gate_names_the_shape),
         cmocka_unit_test(layernorm_gradcheck),
         cmocka_unit_test(layernorm_gives_zero_mean_unit_variance),
         cmocka_unit_test(layernorm_bad_bias_names_the_shape),

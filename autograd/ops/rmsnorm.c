@@ -1,12 +1,21 @@
-/* RMSNorm over the last dim: y = x * r * w, r = 1 / sqrt(mean(x^2) + eps) per row.
- * Saves x, w and the per-row r (so backward need not recompute the reduction). */
+/* RMSNorm over the last dim: y = x * r * w, r = 1 / sqrt(mean(x^2) + eps) per row; gated, times
+ * silu(gate) too (gate: x's shape), the output norm of GLA-style layers in one pass instead of
+ * three (flash-linear-attention's FusedRMSNormGated).
+ * Saves x, w, the gate and the per-row r (so backward need not recompute the reduction). */
 #include <math.h>
 #include <stdlib.h>
 
 #include "../error.h"
 #include "../ops.h"
 
-/* saved: 0 = x, 1 = weight (by ln_rmsnorm), 2 = rrms [rows] (by the forward, once computed) */
+/* saved: 0 = x, 1 = weight, [2 = gate] (by the constructor), then rrms [rows] (by the forward, once
+ * computed); iarg[0]: 1 when gated */
+
+static double silu(double g) { return g / (1.0 + exp(-g)); }
+static double dsilu(double g) {
+    double sg = 1.0 / (1.0 + exp(-g));
+    return sg * (1.0 + g * (1.0 - sg));
+}
 
 static int rmsnorm_forward_cpu(ln_node *n) {
     ln_tensor *xt = n->in[0];
@@ -14,14 +23,16 @@ static int rmsnorm_forward_cpu(ln_node *n) {
     double eps = n->farg[0];
     /* Per-row statistics are kept in f64 for f64 inputs (exact gradchecks), f32 otherwise. */
     ln_tensor *rrms_t = ln_arena_tensor(xt->dtype == LN_F64 ? LN_F64 : LN_F32, LN_CPU, 1, (int64_t[]){rows});
+    const bool gated = n->iarg[0];
     double *x = ln_f64_read(xt), *w = ln_f64_read(n->in[1]), *rrms = ln_f64_zeros(rows);
+    double *gate = gated ? ln_f64_read(n->in[2]) : NULL;
     int status = LN_ERR;
-    if (rrms_t && x && w && rrms) {
+    if (rrms_t && x && w && rrms && (!gated || gate)) {
         for (int64_t r = 0; r < rows; r++) {
             double *xr = x + r * D, ss = 0;
             for (int64_t i = 0; i < D; i++) ss += xr[i] * xr[i];
             rrms[r] = 1.0 / sqrt(ss / (double)D + eps);
-            for (int64_t i = 0; i < D; i++) xr[i] = xr[i] * rrms[r] * w[i];
+            for (int64_t i = 0; i < D; i++) xr[i] = xr[i] * rrms[r] * w[i] * (gated ? silu(gate[r * D + i]) : 1.0);
         }
         status = ln_f64_write(n->out[0], x);
         if (status == LN_OK) status = ln_f64_write(rrms_t, rrms);
@@ -30,19 +41,30 @@ static int rmsnorm_forward_cpu(ln_node *n) {
     free(x);
     free(w);
     free(rrms);
+    free(gate);
     return status;
 }
 
-/* With xh = x * r and g = dy * w:  dw = sum_rows dy * xh,  dx = r * (g - xh * mean(g * xh)). */
+/* Gated, dgate = dy x r w silu'(gate), and the rest as ungated with dy silu(gate) for dy.
+ * With xh = x * r and g = dy * w:  dw = sum_rows dy * xh,  dx = r * (g - xh * mean(g * xh)). */
 static int rmsnorm_backward_cpu(ln_node *n) {
-    ln_tensor *xt = ln_node_saved(n, 0), *wt = ln_node_saved(n, 1), *rt = ln_node_saved(n, 2);
+    const bool gated = n->iarg[0];
+    ln_tensor *xt = ln_node_saved(n, 0), *wt = ln_node_saved(n, 1), *rt = ln_node_saved(n, 2 + gated);
     int64_t D = xt->shape[xt->ndim - 1], rows = xt->numel / D;
     double *x = ln_f64_read(xt), *w = ln_f64_read(wt), *rrms = ln_f64_read(rt);
+    double *gate = gated ? ln_f64_read(ln_node_saved(n, 2)) : NULL;
     double *dy = ln_f64_read_grad(n->out[0]), *dw = ln_f64_zeros(D);
+    double *dgate = gated ? ln_f64_zeros(xt->numel) : NULL;
     int status = LN_ERR;
-    if (x && w && rrms && dy && dw) {
+    if (x && w && rrms && dy && dw && (!gated || (gate && dgate))) {
         for (int64_t r = 0; r < rows; r++) {
             double *xr = x + r * D, *dyr = dy + r * D, rr = rrms[r], dot = 0;
+            if (gated)
+                for (int64_t i = 0; i < D; i++) { /* dy of the norm: dy silu(gate) */
+                    double g = gate[r * D + i];
+                    dgate[r * D + i] = dyr[i] * xr[i] * rr * w[i] * dsilu(g);
+                    dyr[i] *= silu(g);
+                }
             for (int64_t i = 0; i < D; i++) {
                 double xh = xr[i] * rr;
                 dw[i] += dyr[i] * xh;
@@ -54,12 +76,15 @@ static int rmsnorm_backward_cpu(ln_node *n) {
         }
         status = ln_f64_accum_grad(n->in[0], dy);
         if (status == LN_OK) status = ln_f64_accum_grad(n->in[1], dw);
+        if (status == LN_OK && gated) status = ln_f64_accum_grad(n->in[2], dgate);
     }
     free(x);
     free(w);
     free(rrms);
+    free(gate);
     free(dy);
     free(dw);
+    free(dgate);
     return status;
 }
 
@@ -75,30 +100,47 @@ static const ln_op rmsnorm_op = {
 };
 
 
-ln_tensor *ln_rmsnorm(ln_tensor *x, ln_tensor *weight, double eps) {
-    if (!x || !weight) return NULL; /* an earlier op failed: its message stands */
-    char xs[96], ws[96];
+static ln_tensor *rmsnorm(const char *name, ln_tensor *x, ln_tensor *weight, ln_tensor *gate, double eps) {
+    char xs[96], ws[96], gs[96];
     ln_shape_str(x, xs, sizeof xs);
     ln_shape_str(weight, ws, sizeof ws);
     if (!ln_dtype_is_float(x->dtype) || !ln_dtype_is_float(weight->dtype)) {
-        ln_fail("rmsnorm: %s is %s and %s is %s; both must be floating point", ln_tensor_label(x, "x"),
+        ln_fail("%s: %s is %s and %s is %s; both must be floating point", name, ln_tensor_label(x, "x"),
                 ln_dtype_name(x->dtype), ln_tensor_label(weight, "weight"), ln_dtype_name(weight->dtype));
         return NULL;
     }
     if (x->ndim < 1 || x->shape[x->ndim - 1] < 1 || weight->ndim != 1 || weight->shape[0] != x->shape[x->ndim - 1]) {
-        ln_fail("rmsnorm: %s %s needs %s of shape [D] matching its last dim, got %s", ln_tensor_label(x, "x"), xs,
+        ln_fail("%s: %s %s needs %s of shape [D] matching its last dim, got %s", name, ln_tensor_label(x, "x"), xs,
                 ln_tensor_label(weight, "weight"), ws);
         return NULL;
     }
-    if (!(eps >= 0) || !isfinite(eps)) {
-        ln_fail("rmsnorm: eps %g must be finite and >= 0 (%s %s)", eps, ln_tensor_label(x, "x"), xs);
+    if (gate && (gate->dtype != x->dtype || !ln_same_shape(gate, x))) {
+        ln_fail("%s: %s %s %s must have the shape and dtype of %s %s %s", name, ln_tensor_label(gate, "gate"),
+                ln_dtype_name(gate->dtype), ln_shape_str(gate, gs, sizeof gs), ln_tensor_label(x, "x"),
+                ln_dtype_name(x->dtype), xs);
         return NULL;
     }
-    ln_node *n = ln_node_begin(&rmsnorm_op, 2, (ln_tensor *[]){x, weight});
+    if (!(eps >= 0) || !isfinite(eps)) {
+        ln_fail("%s: eps %g must be finite and >= 0 (%s %s)", name, eps, ln_tensor_label(x, "x"), xs);
+        return NULL;
+    }
+    ln_node *n = ln_node_begin(&rmsnorm_op, gate ? 3 : 2, (ln_tensor *[]){x, weight, gate});
     ln_tensor *y = ln_node_output(n, x->dtype, x->ndim, x->shape);
     if (!y) return NULL;
     n->farg[0] = eps;
+    n->iarg[0] = gate != NULL;
     ln_node_save(n, x);
     ln_node_save(n, weight);
+    if (gate) ln_node_save(n, gate);
     return ln_node_run(n) == LN_OK ? y : NULL;
+}
+
+ln_tensor *ln_rmsnorm(ln_tensor *x, ln_tensor *weight, double eps) {
+    if (!x || !weight) return NULL; /* an earlier op failed: its message stands */
+    return rmsnorm("rmsnorm", x, weight, NULL, eps);
+}
+
+ln_tensor *ln_rmsnorm_gated(ln_tensor *x, ln_tensor *weight, ln_tensor *gate, double eps) {
+    if (!x || !weight || !gate) return NULL;
+    return rmsnorm("rmsnorm_gated", x, weight, gate, eps);
 }

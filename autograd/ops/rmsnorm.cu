@@ -1,17 +1,27 @@
 // RMSNorm over the last dim on the GPU: x [rows, D] f32 or bf16, weight [D] f32 or bf16 (it may
-// differ from x's, as on the CPU), fp32 arithmetic. Same math as rmsnorm.c (the CPU reference):
-//   forward:  r = 1 / sqrt(mean(x^2) + eps) per row, saved as the CPU saves it (f32 [rows], slot 2
-//             after x and weight); y = x r w.
-//   backward: with xh = x r, g = dy w:  dx += r (g - xh mean(g xh)),  dw += sum over rows dy xh.
+// differ from x's, as on the CPU), gate (gated only) x's shape and dtype, fp32 arithmetic. Same
+// math as rmsnorm.c (the CPU reference):
+//   forward:  r = 1 / sqrt(mean(x^2) + eps) per row, saved as the CPU saves it (f32 [rows], after
+//             x, weight and gate); y = x r w (times silu(gate) when gated).
+//   backward: gated, dgate += dy x r w silu'(gate) and dy silu(gate) stands for dy below;
+//             with xh = x r, g = dy w:  dx += r (g - xh mean(g xh)),  dw += sum over rows dy xh.
 // One warp per row, so a row needs no block sync (D = 768 is 24 elements a lane); 16-byte accesses
 // when every row starts 16-byte aligned. dw is run-to-run identical without atomics: each block
 // sums its rows into its own f32 partial row (one owner thread per column), then a second kernel
 // adds the partial rows in a fixed order.
 #include "autograd/ops/norm_cuda.cuh"
 
+__device__ __forceinline__ float sigmoid(float g) { return 1.0f / (1.0f + __expf(-g)); }
+// the factor on dy (silu) and its derivative; 1 and 0 ungated
+__device__ __forceinline__ float gate_silu(float g) { return g * sigmoid(g); }
+__device__ __forceinline__ float gate_dsilu(float g) {
+    float s = sigmoid(g);
+    return s * (1.0f + g * (1.0f - s));
+}
+
 template <typename T, int N>
-__global__ void rmsnorm_forward_kernel(const T *x, vec_ref w, T *y, float *rrms, long long rows, long long D,
-                                       float eps) {
+__global__ void rmsnorm_forward_kernel(const T *x, vec_ref w, const T *gate, T *y, float *rrms, long long rows,
+                                       long long D, float eps) {
     int lane = threadIdx.x & 31;
     // r is uniform per warp, so every lane reaches the shuffles
     for (long long r = blockIdx.x * (long long)WARPS + (threadIdx.x >> 5); r < rows; r += (long long)gridDim.x * WARPS) {
@@ -27,48 +37,59 @@ __global__ void rmsnorm_forward_kernel(const T *x, vec_ref w, T *y, float *rrms,
         float rr = 1.0f / sqrtf(warp_sum(ss) / (float)D + eps);
         if (lane == 0) rrms[r] = rr;
         for (long long c = (long long)lane * N; c < D; c += 32 * N) {
-            float v[N];
+            float v[N], gv[N];
             ln_load_n<N>(xr, c, v);
+            if (gate) ln_load_n<N>(gate + r * D, c, gv);
 #pragma unroll
-            for (int k = 0; k < N; k++) v[k] = v[k] * rr * vload(w, c + k);
+            for (int k = 0; k < N; k++) v[k] = v[k] * rr * vload(w, c + k) * (gate ? gate_silu(gv[k]) : 1.0f);
             ln_store_n<N>(yr, c, v);
         }
     }
 }
 
 // Rows go to blocks in groups of WARPS (warp w of the block takes row g * WARPS + w). Per group:
-//   dx (when not NULL): the warp's row, dx += r (g - x r^2 sum(g x) / D);
+//   dx, dgate (each when not NULL): the warp's row, dx += r (g - x r^2 sum(g x) / D), dgate as above;
 //   partial (when not NULL): every thread adds the group's dy x r, for the columns it owns, into
 //   the block's partial row: set on the block's first group, added to after, so one thread in
 //   one order. The group's rows were just read by phase one: they come from cache.
 template <typename T, int N>
-__global__ void rmsnorm_backward_kernel(const T *x, vec_ref w, const float *rrms, const T *dy, T *dx, float *partial,
-                                        long long rows, long long D) {
+__global__ void rmsnorm_backward_kernel(const T *x, vec_ref w, const T *gate, const float *rrms, const T *dy, T *dx,
+                                        T *dgate, float *partial, long long rows, long long D) {
     int lane = threadIdx.x & 31;
     long long groups = (rows + WARPS - 1) / WARPS;
     float *pw = partial ? partial + blockIdx.x * D : NULL;
     for (long long g = blockIdx.x; g < groups; g += gridDim.x) {
         long long r = g * WARPS + (threadIdx.x >> 5);
-        if (dx && r < rows) { // uniform per warp
-            const T *xr = x + r * D, *gr = dy + r * D;
-            T *dr = dx + r * D;
+        if ((dx || dgate) && r < rows) { // uniform per warp
+            const T *xr = x + r * D, *gr = dy + r * D, *ar = gate ? gate + r * D : NULL;
             float rr = rrms[r], dot = 0.0f;
-            for (long long c = (long long)lane * N; c < D; c += 32 * N) {
-                float xv[N], gv[N];
+            for (long long c = (long long)lane * N; dx && c < D; c += 32 * N) {
+                float xv[N], gv[N], av[N];
                 ln_load_n<N>(xr, c, xv);
                 ln_load_n<N>(gr, c, gv);
+                if (ar) ln_load_n<N>(ar, c, av);
 #pragma unroll
-                for (int k = 0; k < N; k++) dot += gv[k] * vload(w, c + k) * xv[k];
+                for (int k = 0; k < N; k++) dot += gv[k] * (ar ? gate_silu(av[k]) : 1.0f) * vload(w, c + k) * xv[k];
             }
             float coef = warp_sum(dot) * rr * rr / (float)D; // xh mean(g xh) = x coef
             for (long long c = (long long)lane * N; c < D; c += 32 * N) {
-                float xv[N], gv[N], dv[N];
+                float xv[N], gv[N], av[N], dv[N];
                 ln_load_n<N>(xr, c, xv);
                 ln_load_n<N>(gr, c, gv);
-                ln_load_n<N>(dr, c, dv);
+                if (ar) ln_load_n<N>(ar, c, av);
+                if (dgate) {
+                    ln_load_n<N>(dgate + r * D, c, dv);
 #pragma unroll
-                for (int k = 0; k < N; k++) dv[k] += rr * (gv[k] * vload(w, c + k) - xv[k] * coef);
-                ln_store_n<N>(dr, c, dv);
+                    for (int k = 0; k < N; k++) dv[k] += gv[k] * xv[k] * rr * vload(w, c + k) * gate_dsilu(av[k]);
+                    ln_store_n<N>(dgate + r * D, c, dv);
+                }
+                if (dx) {
+                    ln_load_n<N>(dx + r * D, c, dv);
+#pragma unroll
+                    for (int k = 0; k < N; k++)
+                        dv[k] += rr * (gv[k] * (ar ? gate_silu(av[k]) : 1.0f) * vload(w, c + k) - xv[k] * coef);
+                    ln_store_n<N>(dx + r * D, c, dv);
+                }
             }
         }
         if (pw) {
@@ -77,11 +98,12 @@ __global__ void rmsnorm_backward_kernel(const T *x, vec_ref w, const float *rrms
             for (long long c = (long long)threadIdx.x * N; c < D; c += (long long)blockDim.x * N) {
                 float acc[N] = {};
                 for (long long q = r0; q < r1; q++) {
-                    float xv[N], gv[N], rq = rrms[q];
+                    float xv[N], gv[N], av[N], rq = rrms[q];
                     ln_load_n<N>(x + q * D, c, xv);
                     ln_load_n<N>(dy + q * D, c, gv);
+                    if (gate) ln_load_n<N>(gate + q * D, c, av);
 #pragma unroll
-                    for (int k = 0; k < N; k++) acc[k] += gv[k] * xv[k] * rq;
+                    for (int k = 0; k < N; k++) acc[k] += gv[k] * (gate ? gate_silu(av[k]) : 1.0f) * xv[k] * rq;
                 }
 #pragma unroll
                 for (int k = 0; k < N; k++) pw[c + k] = (first ? 0.0f : pw[c + k]) + acc[k];
@@ -91,7 +113,7 @@ __global__ void rmsnorm_backward_kernel(const T *x, vec_ref w, const float *rrms
 }
 
 extern "C" int ln_rmsnorm_forward_cuda(ln_node *n) {
-    ln_tensor *x = n->in[0], *w = n->in[1], *y = n->out[0];
+    ln_tensor *x = n->in[0], *w = n->in[1], *gate = n->iarg[0] ? n->in[2] : NULL, *y = n->out[0];
     long long D = x->shape[x->ndim - 1], rows = x->numel / D;
     if (!f32_or_bf16(x) || !f32_or_bf16(w))
         return ln_fail("rmsnorm: the CUDA kernel takes f32 or bf16 x and weight, not %s and %s",
@@ -101,24 +123,30 @@ extern "C" int ln_rmsnorm_forward_cuda(ln_node *n) {
     if (!rt) return LN_ERR;
     if (rows > 0) {
         LN_DISPATCH_FLOAT(x->dtype, "rmsnorm", {
-            bool vec = aligned16(x->data) && aligned16(y->data) && D % (long long)(16 / sizeof(T)) == 0;
-            LAUNCH_PACKED(vec, rmsnorm_forward_kernel, group_grid(rows, 1LL << 20), (const T *)x->data, ref_of(w),
+            const T *gp = gate ? (const T *)gate->data : NULL;
+            bool vec = aligned16(x->data) && aligned16(y->data) && (!gp || aligned16(gp)) &&
+                       D % (long long)(16 / sizeof(T)) == 0;
+            LAUNCH_PACKED(vec, rmsnorm_forward_kernel, group_grid(rows, 1LL << 20), (const T *)x->data, ref_of(w), gp,
                           (T *)y->data, (float *)rt->data, rows, D, (float)n->farg[0]);
         });
         LN_CUDA_LAUNCHED("rmsnorm forward");
     }
-    ln_node_save(n, rt); // slot 2, as the CPU forward: saved once computed
+    ln_node_save(n, rt); // after x, weight (and gate), as the CPU forward: saved once computed
     return LN_OK;
 }
 
 extern "C" int ln_rmsnorm_backward_cuda(ln_node *n) {
     ln_tensor *out = n->out[0];
-    bool need_x = n->in[0]->requires_grad, need_w = n->in[1]->requires_grad;
-    if (!out->grad || (!need_x && !need_w)) return LN_OK;
-    ln_tensor *x = ln_node_saved(n, 0), *w = ln_node_saved(n, 1), *rt = ln_node_saved(n, 2);
+    const bool gated = n->iarg[0];
+    bool need_x = n->in[0]->requires_grad, need_w = n->in[1]->requires_grad,
+         need_g = gated && n->in[2]->requires_grad;
+    if (!out->grad || (!need_x && !need_w && !need_g)) return LN_OK;
+    ln_tensor *x = ln_node_saved(n, 0), *w = ln_node_saved(n, 1), *rt = ln_node_saved(n, 2 + gated);
+    ln_tensor *gate = gated ? ln_node_saved(n, 2) : NULL;
     long long D = x->shape[x->ndim - 1], rows = x->numel / D;
     ln_tensor *dx = need_x ? ln_grad_of(n->in[0]) : NULL, *dw = need_w ? ln_grad_of(n->in[1]) : NULL;
-    if ((need_x && !dx) || (need_w && !dw)) return LN_ERR;
+    ln_tensor *dg = need_g ? ln_grad_of(n->in[2]) : NULL;
+    if ((need_x && !dx) || (need_w && !dw) || (need_g && !dg)) return LN_ERR;
     if (rows == 0) return LN_OK;
     if (!f32_or_bf16(x) || !f32_or_bf16(w) || rt->dtype != LN_F32)
         return ln_fail("rmsnorm: the CUDA kernel takes f32 or bf16 x and weight and f32 statistics, not %s, %s, %s",
@@ -128,11 +156,12 @@ extern "C" int ln_rmsnorm_backward_cuda(ln_node *n) {
     if (need_w) LN_CUDA_TRY(cudaMallocAsync((void **)&partial, (size_t)blocks * D * sizeof(float), ln_stream()));
     cudaError_t status = cudaSuccess;
     LN_DISPATCH_FLOAT(x->dtype, "rmsnorm", {
-        T *dxp = dx ? (T *)dx->data : NULL;
+        T *dxp = dx ? (T *)dx->data : NULL, *dgp = dg ? (T *)dg->data : NULL;
+        const T *gp = gate ? (const T *)gate->data : NULL;
         bool vec = aligned16(x->data) && aligned16(out->grad->data) && (!dxp || aligned16(dxp)) &&
-                   D % (long long)(16 / sizeof(T)) == 0;
-        LAUNCH_PACKED(vec, rmsnorm_backward_kernel, blocks, (const T *)x->data, ref_of(w), (const float *)rt->data,
-                      (const T *)out->grad->data, dxp, partial, rows, D);
+                   (!gp || aligned16(gp)) && (!dgp || aligned16(dgp)) && D % (long long)(16 / sizeof(T)) == 0;
+        LAUNCH_PACKED(vec, rmsnorm_backward_kernel, blocks, (const T *)x->data, ref_of(w), gp,
+                      (const float *)rt->data, (const T *)out->grad->data, dxp, dgp, partial, rows, D);
         status = cudaPeekAtLastError();
     });
     if (status == cudaSuccess && need_w) {

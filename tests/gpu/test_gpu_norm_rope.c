@@ -101,6 +101,37 @@ static void layernorm_matches_cpu(void **state) {
     norms_match_cpu(true, 300);
 }
 
+/* gated (times silu(gate), gate x's shape): GLA's output norm; D = 64 is its head width */
+static ln_tensor *rmsnorm_gated_of(ln_tensor *const *in, void *ctx) {
+    const norm_ctx *c = ctx;
+    return ln_rmsnorm_gated(in[0], param(in[1], c), in[2], c->eps);
+}
+
+static void check_gated(int ndim, const int64_t *shape, uint64_t seed) {
+    int64_t D = shape[ndim - 1];
+    ln_tensor *in[3] = {gpu_randn(ndim, shape, 1.0, seed), gpu_randn(1, &D, 1.0, seed + 1),
+                        gpu_randn(ndim, shape, 2.0, seed + 2)};
+    norm_ctx c = {1e-5, LN_F64};
+    char name[96];
+    snprintf(name, sizeof name, "rmsnorm_gated [..., %lld]", (long long)D);
+    gpu_check_both(name, rmsnorm_gated_of, &c, 3, in);
+    in[0]->requires_grad = in[1]->requires_grad = false;
+    snprintf(name, sizeof name, "rmsnorm_gated [..., %lld] dgate only", (long long)D);
+    gpu_check_both(name, rmsnorm_gated_of, &c, 3, in);
+    in[0]->requires_grad = true;
+    in[2]->requires_grad = false;
+    snprintf(name, sizeof name, "rmsnorm_gated [..., %lld] dx only", (long long)D);
+    gpu_check_both(name, rmsnorm_gated_of, &c, 3, in);
+    for (int i = 0; i < 3; i++) ln_tensor_free(in[i]);
+}
+
+static void rmsnorm_gated_matches_cpu(void **state) {
+    NEED_GPU();
+    check_gated(3, (int64_t[]){3, 37, 130}, 400);
+    check_gated(4, (int64_t[]){2, 300, 12, 64}, 410); /* GLA's per-head norm, 16-byte packs */
+    check_gated(2, (int64_t[]){8203, 40}, 420);       /* blocks with a second row group */
+}
+
 /* ---- rope ---- */
 
 typedef struct {
@@ -186,6 +217,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(rmsnorm_matches_cpu),
         cmocka_unit_test(layernorm_matches_cpu),
+        cmocka_unit_test(rmsnorm_gated_matches_cpu),
         cmocka_unit_test(rope_matches_cpu),
         cmocka_unit_test(norm_results_repeat_bit_for_bit),
     };
