@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "autograd/error.h"
+#include "autograd/memory.h"
 #ifdef LINNET_CUDA
 #include "optim/optim_cuda.h"
 #endif
@@ -28,7 +29,8 @@ bool ln_adamw_decays(const ln_adamw *opt, int i) {
     return p->decay || (p->embedding && opt->cfg.decay_embeddings);
 }
 
-int ln_adamw_step(ln_adamw *opt, double lr) {
+/* clip: NULL, or (GPU parameters) a device factor every gradient is scaled by first */
+static int update(ln_adamw *opt, double lr, const float *clip) {
     const ln_optim_config *c = &opt->cfg;
     opt->step++;
     double bias1 = 1 - pow(c->beta1, (double)opt->step), bias2 = 1 - pow(c->beta2, (double)opt->step);
@@ -39,10 +41,11 @@ int ln_adamw_step(ln_adamw *opt, double lr) {
         double decay = ln_adamw_decays(opt, i) ? lr * c->weight_decay : 0.0;
         if (p->device == LN_CUDA) {
 #ifdef LINNET_CUDA
-            if (ln_adamw_update_cuda(w, g, m, v, p->numel, lr, c->beta1, c->beta2, c->eps, decay, bias1, bias2))
+            if (ln_adamw_update_cuda(w, g, m, v, p->numel, lr, c->beta1, c->beta2, c->eps, decay, bias1, bias2, clip))
                 return LN_ERR;
             continue;
 #else
+            (void)clip;
             return ln_fail("adamw: %s is on the GPU in a build without CUDA", p->name);
 #endif
         }
@@ -55,6 +58,37 @@ int ln_adamw_step(ln_adamw *opt, double lr) {
         }
     }
     return LN_OK;
+}
+
+int ln_adamw_step(ln_adamw *opt, double lr) { return update(opt, lr, NULL); }
+
+#ifdef LINNET_CUDA
+static double *norm_partials(ln_params *params) {
+    double *partials;
+    if (ln_norm_partials(&partials)) return NULL;
+    for (int i = 0; i < params->n; i++) {
+        ln_tensor *g = params->items[i].tensor->grad;
+        if (g && ln_sum_squares_cuda(g->data, g->numel, partials)) return NULL;
+    }
+    return partials;
+}
+#endif
+
+int ln_adamw_clip_step(ln_adamw *opt, double lr, double max_norm, double *norm) {
+    ln_params *params = opt->params;
+#ifdef LINNET_CUDA
+    if (params->n && params->items[0].tensor->device == LN_CUDA) {
+        double *partials = norm_partials(params), *norm_dev;
+        float *clip;
+        if (!partials || ln_norm_clip_cuda(partials, max_norm, &norm_dev, &clip) || update(opt, lr, clip))
+            return LN_ERR;
+        if (ln_device_copy(LN_CPU, norm, LN_CUDA, norm_dev, sizeof *norm)) return LN_ERR; /* the one sync */
+        if (!isfinite(*norm)) opt->step--; /* the kernels left every parameter as it was */
+        return LN_OK;
+    }
+#endif
+    *norm = ln_clip_grad_norm(params, max_norm);
+    return isfinite(*norm) ? update(opt, lr, NULL) : LN_OK;
 }
 
 void ln_adamw_free(ln_adamw *opt) {
@@ -78,13 +112,8 @@ double ln_lr_at(const ln_optim_config *cfg, int64_t step, int64_t total) {
 
 #ifdef LINNET_CUDA
 static double clip_grad_norm_cuda(ln_params *params, double max_norm) {
-    double *partials, sum = 0;
-    if (ln_norm_partials(&partials)) return NAN;
-    for (int i = 0; i < params->n; i++) {
-        ln_tensor *g = params->items[i].tensor->grad;
-        if (g && ln_sum_squares_cuda(g->data, g->numel, partials)) return NAN;
-    }
-    if (ln_norm_finish(partials, &sum)) return NAN;
+    double *partials = norm_partials(params), sum = 0;
+    if (!partials || ln_norm_finish(partials, &sum)) return NAN;
     double norm = sqrt(sum);
     if (max_norm > 0 && norm > max_norm)
         for (int i = 0; i < params->n; i++) {

@@ -15,6 +15,12 @@ typedef struct ln_adamw {
 int ln_adamw_create(ln_adamw *opt, ln_params *params, const ln_optim_config *cfg);
 /* One update of every parameter from its gradient, at learning rate lr. */
 int ln_adamw_step(ln_adamw *opt, double lr);
+/* ln_clip_grad_norm then ln_adamw_step, the same numbers, with the norm before clipping in *norm.
+ * On the GPU the norm and the clip factor stay on the device, queued with the update behind the
+ * backward, and the copy of the norm back is the step's one sync (the trainer's GPU then never
+ * waits for the host between backward and update). A norm that is not finite leaves every
+ * parameter (and the step count) as it was: the caller reports it. */
+int ln_adamw_clip_step(ln_adamw *opt, double lr, double max_norm, double *norm);
 /* Whether weight decay applies to parameter i (not norms; embeddings only if configured). */
 bool ln_adamw_decays(const ln_adamw *opt, int i);
 void ln_adamw_free(ln_adamw *opt);

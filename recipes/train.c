@@ -38,6 +38,7 @@ typedef struct run {
     ln_rng rng; /* the run's RNG (checkpointed; no op draws from it yet) */
     int64_t step; /* optimizer steps done */
     ln_device device;
+    ln_tensor *losses; /* [grad_accum]: each micro-step's loss, left on the device until the step's sync */
     ln_named_tensor *entries; /* checkpoint entries: params, then AdamW m and v (host copies when on a GPU) */
     char **entry_names;
     int n_entries;
@@ -154,7 +155,17 @@ static void format_duration(double s, char *buf, size_t len) {
     else snprintf(buf, len, "%lds", t);
 }
 
-/* One optimizer step: every micro-step of this rank, then the all-reduce and the update. */
+/* Copies micro-step m's loss into r->losses, on its device (no sync). */
+static int keep_loss(run *r, const ln_tensor *loss, int m) {
+    if (!r->losses && !(r->losses = ln_tensor_new(loss->dtype, loss->device, 1, (int64_t[]){r->cfg->train.grad_accum})))
+        return LN_ERR;
+    size_t size = ln_dtype_size(loss->dtype);
+    return ln_device_copy(r->losses->device, (char *)r->losses->data + (size_t)m * size, loss->device, loss->data,
+                          size);
+}
+
+/* One optimizer step: every micro-step of this rank, then the all-reduce and the update. On a GPU
+ * nothing waits for the host until the update is queued (ln_adamw_clip_step's one sync). */
 static int train_step(run *r, ln_batch *batch, double *loss_out, double *norm_out, double *lr_out) {
     const ln_train_config *t = &r->cfg->train;
     int W = r->comm->size, A = t->grad_accum, b = (int)batch->ids->shape[0];
@@ -171,19 +182,21 @@ static int train_step(run *r, ln_batch *batch, double *loss_out, double *norm_ou
         int status = scaled ? ln_backward(scaled) : LN_ERR;
         if (overlap && status) ln_grad_sync_disarm(&r->sync);
         else if (overlap) status = ln_grad_sync_finish(&r->sync);
-        if (status) return ln_fail_context("step %lld", (long long)r->step + 1);
-        loss_sum += ln_item(loss, 0) / (A * W);
+        if (status || keep_loss(r, loss, m)) return ln_fail_context("step %lld", (long long)r->step + 1);
         ln_tape_clear();
     }
-    if ((!r->bucketed && ln_comm_allreduce_grads(r->comm, &r->model.params)) ||
-        ln_comm_allreduce_f64(r->comm, &loss_sum, 1))
-        return LN_ERR;
-    *norm_out = ln_clip_grad_norm(&r->model.params, r->cfg->optim.grad_clip);
-    if (isnan(*norm_out)) return ln_fail_context("step %lld: gradient norm", (long long)r->step + 1);
+    if (!r->bucketed && ln_comm_allreduce_grads(r->comm, &r->model.params)) return LN_ERR;
     *lr_out = ln_lr_at(&r->cfg->optim, r->step, t->steps);
+    if (ln_adamw_clip_step(&r->opt, *lr_out, r->cfg->optim.grad_clip, norm_out))
+        return ln_fail_context("step %lld: update", (long long)r->step + 1);
+    if (!isfinite(*norm_out))
+        return ln_fail("step %lld: gradient norm is %g; the parameters were left as they were (diverged; lower "
+                       "optim.lr?)", (long long)r->step + 1, *norm_out);
+    for (int m = 0; m < A; m++) loss_sum += ln_item(r->losses, m) / (A * W);
+    if (ln_comm_allreduce_f64(r->comm, &loss_sum, 1)) return LN_ERR;
     *loss_out = loss_sum;
     if (!isfinite(loss_sum)) return ln_fail("step %lld: loss is %g (diverged; lower optim.lr?)", (long long)r->step + 1, loss_sum);
-    return ln_adamw_step(&r->opt, *lr_out);
+    return LN_OK;
 }
 
 static int evaluate(run *r, double *val_loss) {
@@ -375,6 +388,7 @@ int ln_train(const ln_config *cfg, const ln_train_options *opts, ln_comm *comm) 
     free(r.entry_names);
     free(r.entries);
     ln_adamw_free(&r.opt);
+    ln_tensor_free(r.losses);
     if (r.bucketed) ln_grad_sync_free(&r.sync); /* before the params its views hang on */
     ln_transformer_free(&r.model);
     if (r.train) ln_loader_close(r.train);

@@ -214,6 +214,46 @@ static void clipping_scales_to_the_max_norm(void **state) {
     ln_params_free(&p);
 }
 
+/* ln_adamw_clip_step = ln_clip_grad_norm then ln_adamw_step, bit for bit; a NaN gradient leaves
+ * the parameters and the step count as they were */
+static void clip_step_is_clip_then_step(void **state) {
+    ln_params p[2] = {{0}, {0}};
+    ln_adamw opt[2];
+    ln_optim_config o = {.lr = 0.1, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1};
+    for (int k = 0; k < 2; k++) {
+        ln_params_add(&p[k], "", "a", 1, (int64_t[]){3}, LN_INIT_NORMAL, true);
+        ln_params_add(&p[k], "", "b", 2, (int64_t[]){2, 2}, LN_INIT_NORMAL, false);
+        ln_params_init(&p[k], 7, 0.5, 1);
+        assert_ok(ln_adamw_create(&opt[k], &p[k], &o));
+    }
+    for (int step = 0; step < 3; step++) {
+        for (int k = 0; k < 2; k++)
+            for (int i = 0; i < p[k].n; i++) {
+                ln_tensor *g = ln_grad_of(p[k].items[i].tensor);
+                for (int64_t j = 0; j < g->numel; j++) ln_set(g, j, (step == 1 ? 5.0 : 0.2) * sin(1.0 + 3 * i + j));
+            }
+        double norm_ref = ln_clip_grad_norm(&p[0], 1.0), norm = 0;
+        assert_ok(ln_adamw_step(&opt[0], 0.05));
+        assert_ok(ln_adamw_clip_step(&opt[1], 0.05, 1.0, &norm));
+        assert_true(norm == norm_ref);
+        for (int i = 0; i < p[0].n; i++)
+            assert_memory_equal(p[0].items[i].tensor->data, p[1].items[i].tensor->data,
+                                (size_t)p[0].items[i].tensor->numel * sizeof(float));
+    }
+    ln_tensor *a = p[1].items[0].tensor;
+    float before = ((float *)a->data)[0];
+    ln_set(ln_grad_of(a), 1, NAN);
+    double norm = 0;
+    assert_ok(ln_adamw_clip_step(&opt[1], 0.05, 1.0, &norm));
+    assert_true(isnan(norm));
+    assert_true(((float *)a->data)[0] == before);
+    assert_int_equal(opt[1].step, 3);
+    for (int k = 0; k < 2; k++) {
+        ln_adamw_free(&opt[k]);
+        ln_params_free(&p[k]);
+    }
+}
+
 static void adamw_matches_the_formula(void **state) {
     ln_params p = {0};
     ln_tensor *w = ln_params_add(&p, "", "w", 1, (int64_t[]){1}, LN_INIT_ZEROS, true);
@@ -251,6 +291,7 @@ int main(void) {
         cmocka_unit_test(untied_head_has_its_own_matrix),
         cmocka_unit_test(schedule_warms_up_then_decays),
         cmocka_unit_test(clipping_scales_to_the_max_norm),
+        cmocka_unit_test(clip_step_is_clip_then_step),
         cmocka_unit_test(adamw_matches_the_formula),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
