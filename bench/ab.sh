@@ -21,10 +21,7 @@ limit() { local left=$((DEADLINE - SECONDS - 20)); echo $(($1 < left ? $1 : (lef
 targets=${AB_TARGETS:-test_gpu_gla bench_gla}
 test_cmd=${AB_TEST-build/tests/test_gpu_gla} # AB_TEST= (empty): no test
 run_cmd=${AB_RUN:-build/bench/bench_gla 16 128 32768 4096 16384 65536}
-if [ -d /opt/deps/usr/lib/x86_64-linux-gnu/pkgconfig ]; then # the carried .debs (gpu-check.sh does the same)
-  sed -i 's|=/usr|=/opt/deps/usr|g' /opt/deps/usr/lib/x86_64-linux-gnu/pkgconfig/*.pc
-  export PKG_CONFIG_PATH=/opt/deps/usr/lib/x86_64-linux-gnu/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
-fi
+. scripts/device-deps.sh # the carried .debs
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$log"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release > "$out/cmake.txt" 2>&1 || { tail -20 "$out/cmake.txt"; exit 1; }
 

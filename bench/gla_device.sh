@@ -20,6 +20,7 @@ DEADLINE=${DEADLINE:-570}
 limit() { local left=$((DEADLINE - SECONDS - 30)); echo $(( $1 < left ? $1 : (left > 1 ? left : 1) )); }
 has() { case " $MODE " in *" $1 "*) return 0 ;; esac; [ "$MODE" = everything ]; }
 case "$MODE" in all) MODE="test bench" ;; esac
+. scripts/device-deps.sh # the carried .debs
 export PYTHONUNBUFFERED=1 TRITON_CACHE_DIR=$PWD/build/triton-cache
 if ! python3 -c "import fla" 2>/dev/null && ls .whl/*.whl > /dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl

@@ -51,6 +51,7 @@ class Model(nn.Module):
         self.embedding = nn.Embedding(a.vocab, a.d_model)
         self.blocks = nn.ModuleList(Block(a) for _ in range(a.layers))
         self.final_norm = nn.RMSNorm(a.d_model, eps=1e-5)
+        nn.init.normal_(self.embedding.weight, std=0.02)  # tied with the output: N(0, 1) starts at loss ~600
 
     def forward(self, ids, targets):
         x = self.embedding(ids)

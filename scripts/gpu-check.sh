@@ -8,10 +8,7 @@ cd "$(dirname "$0")/.."
 out=${OUT:-gpu-logs}
 mkdir -p "$out"
 # the carried .pc files say prefix=/usr; point them at where the .debs were unpacked
-if [ -d /opt/deps/usr/lib/x86_64-linux-gnu/pkgconfig ]; then
-  sed -i 's|=/usr|=/opt/deps/usr|g' /opt/deps/usr/lib/x86_64-linux-gnu/pkgconfig/*.pc
-  export PKG_CONFIG_PATH=/opt/deps/usr/lib/x86_64-linux-gnu/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
-fi
+. scripts/device-deps.sh # the carried .debs
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/env.txt"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release > "$out/cmake.txt" 2>&1 || { tail -30 "$out/cmake.txt"; exit 1; }
 cmake --build build -j 16 > "$out/build.txt" 2>&1 || { grep -E "error" "$out/build.txt" | head -30; exit 1; }

@@ -17,10 +17,7 @@ tol=${TOL:-2e-2}
 mkdir -p "$out"
 # the same prelude as gpu-check.sh: unpack the carried .debs, point their .pc files at them
 if [ -f .deps/unpack-debs.sh ]; then . .deps/unpack-debs.sh; fi
-if [ -d /opt/deps/usr/lib/x86_64-linux-gnu/pkgconfig ]; then
-  sed -i 's|=/usr|=/opt/deps/usr|g' /opt/deps/usr/lib/x86_64-linux-gnu/pkgconfig/*.pc
-  export PKG_CONFIG_PATH=/opt/deps/usr/lib/x86_64-linux-gnu/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
-fi
+. scripts/device-deps.sh # the carried .debs
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}
 if [ "$device" = cuda ]; then
   nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv,noheader | tee "$out/env.txt"

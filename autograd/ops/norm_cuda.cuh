@@ -34,6 +34,21 @@ __device__ __forceinline__ float warp_sum(float v) {
     return v;
 }
 
+// Lanes a row of D takes with N-element packs: a warp covers 32 N columns a pass; a narrower row (a
+// GLA head's 64) takes the fewest power-of-two lanes that cover it and shares the warp with 32 / L
+// other rows, so lanes do not idle. Uniform over a launch.
+__host__ __device__ __forceinline__ int row_lanes(long long D, int N) {
+    int L = 1;
+    while (L < 32 && (long long)L * N < D) L <<= 1;
+    return L;
+}
+
+// The row's total over its L lanes (a power of two), in every one of them; all 32 lanes must call it.
+__device__ __forceinline__ float row_sum(float v, int L) {
+    for (int o = L >> 1; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
 // dst[j] += sum over b < nb of partial[b * stride + j] for j < D, in a fixed order: lane y of the
 // block's 8 sums the partial rows b = y (mod 8) in order, then y = 0 adds the 8 sums in order.
 // Block (32, 8): 32 columns.
@@ -60,6 +75,12 @@ static inline vec_ref ref_of(const ln_tensor *t) { return {t ? t->data : NULL, t
 static inline unsigned group_grid(long long rows, long long cap) {
     long long groups = (rows + WARPS - 1) / WARPS;
     return (unsigned)(groups < cap ? groups : cap);
+}
+
+// Blocks for rows of D in packs of N, 32 / row_lanes rows a warp, at most cap.
+static inline unsigned row_grid(long long rows, long long D, int N, long long cap) {
+    long long per_block = WARPS * (32 / row_lanes(D, N)), blocks = (rows + per_block - 1) / per_block;
+    return (unsigned)(blocks < cap ? blocks : cap);
 }
 
 // Launches kernel<T, 16-byte packs> when vec, else kernel<T, 1>; T bound by LN_DISPATCH_FLOAT.

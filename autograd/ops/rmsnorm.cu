@@ -5,10 +5,11 @@
 //             x, weight and gate); y = x r w (times silu(gate) when gated).
 //   backward: gated, dgate += dy x r w silu'(gate) and dy silu(gate) stands for dy below;
 //             with xh = x r, g = dy w:  dx += r (g - xh mean(g xh)),  dw += sum over rows dy xh.
-// One warp per row, so a row needs no block sync (D = 768 is 24 elements a lane); 16-byte accesses
-// when every row starts 16-byte aligned. dw is run-to-run identical without atomics: each block
-// sums its rows into its own f32 partial row (one owner thread per column), then a second kernel
-// adds the partial rows in a fixed order.
+// A warp per row, so a row needs no block sync (D = 768 is 24 elements a lane); a row narrower than
+// the warp's 32 packs shares the warp with others (row_lanes: GLA's per-head norm, D = 64, is 4
+// rows a warp); 16-byte accesses when every row starts 16-byte aligned. dw is run-to-run identical
+// without atomics: each block sums its rows into its own f32 partial row (one owner thread per
+// column), then a second kernel adds the partial rows in a fixed order.
 #include "autograd/ops/norm_cuda.cuh"
 
 __device__ __forceinline__ float sigmoid(float g) { return 1.0f / (1.0f + __expf(-g)); }
@@ -22,21 +23,26 @@ __device__ __forceinline__ float gate_dsilu(float g) {
 template <typename T, int N>
 __global__ void rmsnorm_forward_kernel(const T *x, vec_ref w, const T *gate, T *y, float *rrms, long long rows,
                                        long long D, float eps) {
-    int lane = threadIdx.x & 31;
-    // r is uniform per warp, so every lane reaches the shuffles
-    for (long long r = blockIdx.x * (long long)WARPS + (threadIdx.x >> 5); r < rows; r += (long long)gridDim.x * WARPS) {
+    const int L = row_lanes(D, N), lane = threadIdx.x & 31, sub = lane & (L - 1);
+    const long long per_warp = 32 / L;
+    // the warp's rows start uniform per warp, so every lane reaches the shuffles
+    for (long long r0 = (blockIdx.x * (long long)WARPS + (threadIdx.x >> 5)) * per_warp; r0 < rows;
+         r0 += (long long)gridDim.x * WARPS * per_warp) {
+        long long r = r0 + lane / L;
+        bool mine = r < rows;
         const T *xr = x + r * D;
         T *yr = y + r * D;
         float ss = 0.0f;
-        for (long long c = (long long)lane * N; c < D; c += 32 * N) {
+        for (long long c = (long long)sub * N; mine && c < D; c += L * N) {
             float v[N];
             ln_load_n<N>(xr, c, v);
 #pragma unroll
             for (int k = 0; k < N; k++) ss += v[k] * v[k];
         }
-        float rr = 1.0f / sqrtf(warp_sum(ss) / (float)D + eps);
-        if (lane == 0) rrms[r] = rr;
-        for (long long c = (long long)lane * N; c < D; c += 32 * N) {
+        float rr = 1.0f / sqrtf(row_sum(ss, L) / (float)D + eps);
+        if (!mine) continue;
+        if (sub == 0) rrms[r] = rr;
+        for (long long c = (long long)sub * N; c < D; c += L * N) {
             float v[N], gv[N];
             ln_load_n<N>(xr, c, v);
             if (gate) ln_load_n<N>(gate + r * D, c, gv);
@@ -47,23 +53,31 @@ __global__ void rmsnorm_forward_kernel(const T *x, vec_ref w, const T *gate, T *
     }
 }
 
-// Rows go to blocks in groups of WARPS (warp w of the block takes row g * WARPS + w). Per group:
-//   dx, dgate (each when not NULL): the warp's row, dx += r (g - x r^2 sum(g x) / D), dgate as above;
-//   partial (when not NULL): every thread adds the group's dy x r, for the columns it owns, into
-//   the block's partial row: set on the block's first group, added to after, so one thread in
-//   one order. The group's rows were just read by phase one: they come from cache.
+// Rows go to blocks in groups of WARPS * (32 / L) (a warp takes 32 / L rows of the group). Per group:
+//   dx, dgate (each when not NULL): the lanes' row, dx += r (g - x r^2 sum(g x) / D), dgate as above;
+//   partial (when not NULL), the block's partial row of dw, in a fixed order:
+//   - rows of 32 lanes (L = 32): every thread adds the group's dy x r, for the columns it owns, into
+//     the block's partial row: set on the block's first group, added to after. The group's rows were
+//     just read: they come from cache.
+//   - narrower rows (a GLA head's 64): a lane owns one pack of columns for all its rows, sums it in
+//     registers, and the block adds its lanes' sums at the end (a block-wide pass per group would
+//     leave all but D / N of its threads idle).
 template <typename T, int N>
 __global__ void rmsnorm_backward_kernel(const T *x, vec_ref w, const T *gate, const float *rrms, const T *dy, T *dx,
                                         T *dgate, float *partial, long long rows, long long D) {
-    int lane = threadIdx.x & 31;
-    long long groups = (rows + WARPS - 1) / WARPS;
+    __shared__ float lane_sums[WARPS * 32 * N]; // narrow rows: (rows in flight) x D <= threads x N
+    const int L = row_lanes(D, N), lane = threadIdx.x & 31, sub = lane & (L - 1);
+    const long long per_warp = 32 / L, per_group = WARPS * per_warp, groups = (rows + per_group - 1) / per_group;
+    const bool narrow = L < 32;
     float *pw = partial ? partial + blockIdx.x * D : NULL;
+    float acc[N] = {}; // narrow rows: this lane's columns of dw
     for (long long g = blockIdx.x; g < groups; g += gridDim.x) {
-        long long r = g * WARPS + (threadIdx.x >> 5);
-        if ((dx || dgate) && r < rows) { // uniform per warp
+        long long r = g * per_group + (threadIdx.x >> 5) * per_warp + lane / L;
+        bool mine = r < rows;
+        if (dx || dgate || (pw && narrow)) { // uniform per warp
             const T *xr = x + r * D, *gr = dy + r * D, *ar = gate ? gate + r * D : NULL;
-            float rr = rrms[r], dot = 0.0f;
-            for (long long c = (long long)lane * N; dx && c < D; c += 32 * N) {
+            float rr = mine ? rrms[r] : 0.0f, dot = 0.0f;
+            for (long long c = (long long)sub * N; mine && dx && c < D; c += L * N) {
                 float xv[N], gv[N], av[N];
                 ln_load_n<N>(xr, c, xv);
                 ln_load_n<N>(gr, c, gv);
@@ -71,12 +85,15 @@ __global__ void rmsnorm_backward_kernel(const T *x, vec_ref w, const T *gate, co
 #pragma unroll
                 for (int k = 0; k < N; k++) dot += gv[k] * (ar ? gate_silu(av[k]) : 1.0f) * vload(w, c + k) * xv[k];
             }
-            float coef = warp_sum(dot) * rr * rr / (float)D; // xh mean(g xh) = x coef
-            for (long long c = (long long)lane * N; c < D; c += 32 * N) {
+            float coef = row_sum(dot, L) * rr * rr / (float)D; // xh mean(g xh) = x coef
+            for (long long c = (long long)sub * N; mine && c < D; c += L * N) {
                 float xv[N], gv[N], av[N], dv[N];
                 ln_load_n<N>(xr, c, xv);
                 ln_load_n<N>(gr, c, gv);
                 if (ar) ln_load_n<N>(ar, c, av);
+                if (pw && narrow) // one pass of c: L N >= D
+#pragma unroll
+                    for (int k = 0; k < N; k++) acc[k] += gv[k] * (ar ? gate_silu(av[k]) : 1.0f) * xv[k] * rr;
                 if (dgate) {
                     ln_load_n<N>(dgate + r * D, c, dv);
 #pragma unroll
@@ -92,22 +109,35 @@ __global__ void rmsnorm_backward_kernel(const T *x, vec_ref w, const T *gate, co
                 }
             }
         }
-        if (pw) {
+        if (pw && !narrow) {
             long long r0 = g * WARPS, r1 = r0 + WARPS < rows ? r0 + WARPS : rows;
             bool first = g == blockIdx.x;
             for (long long c = (long long)threadIdx.x * N; c < D; c += (long long)blockDim.x * N) {
-                float acc[N] = {};
+                float sum[N] = {};
                 for (long long q = r0; q < r1; q++) {
                     float xv[N], gv[N], av[N], rq = rrms[q];
                     ln_load_n<N>(x + q * D, c, xv);
                     ln_load_n<N>(dy + q * D, c, gv);
                     if (gate) ln_load_n<N>(gate + q * D, c, av);
 #pragma unroll
-                    for (int k = 0; k < N; k++) acc[k] += gv[k] * (gate ? gate_silu(av[k]) : 1.0f) * xv[k] * rq;
+                    for (int k = 0; k < N; k++) sum[k] += gv[k] * (gate ? gate_silu(av[k]) : 1.0f) * xv[k] * rq;
                 }
 #pragma unroll
-                for (int k = 0; k < N; k++) pw[c + k] = (first ? 0.0f : pw[c + k]) + acc[k];
+                for (int k = 0; k < N; k++) pw[c + k] = (first ? 0.0f : pw[c + k]) + sum[k];
             }
+        }
+    }
+    if (pw && narrow) { // lane_sums[slot][column], slot = the thread's row in flight; then summed in slot order
+        long long slot = threadIdx.x / L;
+        if (sub * N < D)
+#pragma unroll
+            for (int k = 0; k < N; k++)
+                if (sub * N + k < D) lane_sums[slot * D + sub * N + k] = acc[k];
+        __syncthreads();
+        for (long long c = threadIdx.x; c < D; c += blockDim.x) {
+            float s = 0.0f;
+            for (long long q = 0; q < per_group; q++) s += lane_sums[q * D + c];
+            pw[c] = s;
         }
     }
 }
@@ -126,8 +156,9 @@ extern "C" int ln_rmsnorm_forward_cuda(ln_node *n) {
             const T *gp = gate ? (const T *)gate->data : NULL;
             bool vec = aligned16(x->data) && aligned16(y->data) && (!gp || aligned16(gp)) &&
                        D % (long long)(16 / sizeof(T)) == 0;
-            LAUNCH_PACKED(vec, rmsnorm_forward_kernel, group_grid(rows, 1LL << 20), (const T *)x->data, ref_of(w), gp,
-                          (T *)y->data, (float *)rt->data, rows, D, (float)n->farg[0]);
+            unsigned grid = row_grid(rows, D, vec ? (int)(16 / sizeof(T)) : 1, 1LL << 20);
+            LAUNCH_PACKED(vec, rmsnorm_forward_kernel, grid, (const T *)x->data, ref_of(w), gp, (T *)y->data,
+                          (float *)rt->data, rows, D, (float)n->farg[0]);
         });
         LN_CUDA_LAUNCHED("rmsnorm forward");
     }
@@ -151,17 +182,18 @@ extern "C" int ln_rmsnorm_backward_cuda(ln_node *n) {
     if (!f32_or_bf16(x) || !f32_or_bf16(w) || rt->dtype != LN_F32)
         return ln_fail("rmsnorm: the CUDA kernel takes f32 or bf16 x and weight and f32 statistics, not %s, %s, %s",
                        ln_dtype_name(x->dtype), ln_dtype_name(w->dtype), ln_dtype_name(rt->dtype));
-    unsigned blocks = group_grid(rows, MAX_BLOCKS);
+    // 16-byte packs when every row starts 16-byte aligned; the pack size sets the grid (row_lanes)
+    int pack = x->dtype == LN_BF16 ? 8 : 4;
+    bool vec = aligned16(x->data) && aligned16(out->grad->data) && (!dx || aligned16(dx->data)) &&
+               (!gate || aligned16(gate->data)) && (!dg || aligned16(dg->data)) && D % pack == 0;
+    unsigned blocks = row_grid(rows, D, vec ? pack : 1, MAX_BLOCKS);
     float *partial = NULL;
     if (need_w) LN_CUDA_TRY(cudaMallocAsync((void **)&partial, (size_t)blocks * D * sizeof(float), ln_stream()));
     cudaError_t status = cudaSuccess;
     LN_DISPATCH_FLOAT(x->dtype, "rmsnorm", {
-        T *dxp = dx ? (T *)dx->data : NULL, *dgp = dg ? (T *)dg->data : NULL;
-        const T *gp = gate ? (const T *)gate->data : NULL;
-        bool vec = aligned16(x->data) && aligned16(out->grad->data) && (!dxp || aligned16(dxp)) &&
-                   (!gp || aligned16(gp)) && (!dgp || aligned16(dgp)) && D % (long long)(16 / sizeof(T)) == 0;
-        LAUNCH_PACKED(vec, rmsnorm_backward_kernel, blocks, (const T *)x->data, ref_of(w), gp,
-                      (const float *)rt->data, (const T *)out->grad->data, dxp, dgp, partial, rows, D);
+        LAUNCH_PACKED(vec, rmsnorm_backward_kernel, blocks, (const T *)x->data, ref_of(w),
+                      gate ? (const T *)gate->data : NULL, (const float *)rt->data, (const T *)out->grad->data,
+                      dx ? (T *)dx->data : NULL, dg ? (T *)dg->data : NULL, partial, rows, D);
         status = cudaPeekAtLastError();
     });
     if (status == cudaSuccess && need_w) {

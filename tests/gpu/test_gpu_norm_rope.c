@@ -86,8 +86,12 @@ static void norms_match_cpu(bool layer, uint64_t seed) {
     /* D = 1: rmsnorm's dx is r g eps / (x^2 + eps), a cancellation in fp32 unless eps is large */
     check_norm(layer, 2, (int64_t[]){7, 1}, 1.0, seed + 20);
     check_norm(layer, 2, (int64_t[]){3, 2049}, 1e-5, seed + 30);
-    /* 1026 groups of 8 rows over 1024 blocks: two blocks take a second group, the last one short */
+    /* rows narrower than a warp's packs share it (rmsnorm): 16 lanes a row of 40 in f32, 8 in bf16 */
     check_norm(layer, 2, (int64_t[]){8203, 40}, 1e-5, seed + 40);
+    /* 16 (f32) or 8 (bf16) lanes a row: 2500 or 1250 groups over 1024 blocks, the last one short */
+    check_norm(layer, 2, (int64_t[]){40001, 64}, 1e-5, seed + 45);
+    /* 6 packs of f32 on 8 lanes, 3 of bf16 on 4 lanes: lanes without a pack */
+    check_norm(layer, 2, (int64_t[]){40000, 24}, 1e-5, seed + 48);
     check_norm_mixed(layer, seed + 50);
 }
 
@@ -129,7 +133,8 @@ static void rmsnorm_gated_matches_cpu(void **state) {
     NEED_GPU();
     check_gated(3, (int64_t[]){3, 37, 130}, 400);
     check_gated(4, (int64_t[]){2, 300, 12, 64}, 410); /* GLA's per-head norm, 16-byte packs */
-    check_gated(2, (int64_t[]){8203, 40}, 420);       /* blocks with a second row group */
+    check_gated(2, (int64_t[]){8203, 40}, 420);       /* 2 (f32) or 4 (bf16) rows a warp */
+    check_gated(2, (int64_t[]){40000, 64}, 430);      /* blocks with more than one row group */
 }
 
 /* ---- rope ---- */
