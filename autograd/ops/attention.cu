@@ -134,22 +134,10 @@ __global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_fwd_kernel(AttnPa
     bf16 *sV = sK + 2 * Bc * LD;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
 
-    // blockIdx.x -> (q-block, head, batch), the heaviest (last, under causal) q-blocks first
-    const int nqb = (p.T + Br - 1) / Br;
-    const long long heads = (long long)p.B * p.Hq;
-    int qb;
-    long long bh;
-    grid_map(blockIdx.x, nqb, heads, p.fwd_group, qb, bh);
-    qb = nqb - 1 - qb;
-    const int h = (int)(bh % p.Hq), b = (int)(bh / p.Hq), hk = h / p.group;
-    const int m0 = qb * Br, off = p.S - p.T;
-    const int kv_end = p.causal ? min(p.S, min(p.T, m0 + Br) + off) : p.S;
-    const int nkb = (kv_end + Bc - 1) / Bc;
-
-    const long long qstride = (long long)p.Hq * D, kstride = (long long)p.Hkv * D;
-    const bf16 *gq = (const bf16 *)p.q + ((long long)b * p.T * p.Hq + h) * D;
-    const bf16 *gk = (const bf16 *)p.k + ((long long)b * p.S * p.Hkv + hk) * D;
-    const bf16 *gv = (const bf16 *)p.v + ((long long)b * p.S * p.Hkv + hk) * D;
+    const FwdBlock<D> fb(p, Br, Bc);
+    const int h = fb.h, b = fb.b, m0 = fb.m0, off = p.S - p.T, nkb = fb.nkb;
+    const long long qstride = fb.qstride, kstride = fb.kstride;
+    const bf16 *gq = fb.q, *gk = fb.k, *gv = fb.v;
 
     load_tile<Br, D, NT>(sQ, gq, qstride, m0, p.T, tid);
     load_tile<Bc, D, NT>(sK, gk, kstride, 0, p.S, tid);

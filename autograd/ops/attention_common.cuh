@@ -41,6 +41,34 @@ __device__ __forceinline__ void grid_map(long long x, int nblk, long long heads,
     bh = grp * gh + w % gs;
 }
 
+// A forward CTA's work: blockIdx.x -> (q-block of Br rows, head h, batch b), the heaviest (last,
+// under causal) q-blocks first; its first query m0, the kv blocks of Bc it visits (nkb: past the
+// diagonal none), and the head's q, k, v rows (row strides qstride, kstride).
+template <int D>
+struct FwdBlock {
+    int h, b, m0, nkb;
+    long long qstride, kstride;
+    const bf16 *q, *k, *v;
+    __device__ __forceinline__ FwdBlock(const AttnParams &p, int Br, int Bc) {
+        const int nqb = (p.T + Br - 1) / Br;
+        int qb;
+        long long bh;
+        grid_map(blockIdx.x, nqb, (long long)p.B * p.Hq, p.fwd_group, qb, bh);
+        qb = nqb - 1 - qb;
+        h = (int)(bh % p.Hq);
+        b = (int)(bh / p.Hq);
+        m0 = qb * Br;
+        const int kv_end = p.causal ? min(p.S, min(p.T, m0 + Br) + p.S - p.T) : p.S;
+        nkb = (kv_end + Bc - 1) / Bc;
+        const int hk = h / p.group;
+        qstride = (long long)p.Hq * D;
+        kstride = (long long)p.Hkv * D;
+        q = (const bf16 *)p.q + ((long long)b * p.T * p.Hq + h) * D;
+        k = (const bf16 *)p.k + ((long long)b * p.S * p.Hkv + hk) * D;
+        v = (const bf16 *)p.v + ((long long)b * p.S * p.Hkv + hk) * D;
+    }
+};
+
 // Per-warp forward state: O accumulators and the running max (log2 units) and partial row sums.
 template <int D, int MT>
 struct FwdState {

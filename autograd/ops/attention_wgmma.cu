@@ -38,22 +38,10 @@ __global__ void __launch_bounds__(kThreads, 1) fa_fwd_wgmma_kernel(AttnParams p)
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2;
     const int wrow = warp * 16; // the warp's first row in the q-block: warpgroup wg holds rows 64 wg..
 
-    // blockIdx.x -> (q-block, head, batch), the heaviest (last, under causal) q-blocks first
-    const int nqb = (p.T + kBr - 1) / kBr;
-    const long long heads = (long long)p.B * p.Hq;
-    int qb;
-    long long bh;
-    grid_map(blockIdx.x, nqb, heads, p.fwd_group, qb, bh);
-    qb = nqb - 1 - qb;
-    const int h = (int)(bh % p.Hq), b = (int)(bh / p.Hq), hk = h / p.group;
-    const int m0 = qb * kBr, off = p.S - p.T;
-    const int kv_end = p.causal ? min(p.S, min(p.T, m0 + kBr) + off) : p.S;
-    const int nkb = (kv_end + kBc - 1) / kBc;
-
-    const long long qstride = (long long)p.Hq * D, kstride = (long long)p.Hkv * D;
-    const bf16 *gq = (const bf16 *)p.q + ((long long)b * p.T * p.Hq + h) * D;
-    const bf16 *gk = (const bf16 *)p.k + ((long long)b * p.S * p.Hkv + hk) * D;
-    const bf16 *gv = (const bf16 *)p.v + ((long long)b * p.S * p.Hkv + hk) * D;
+    const FwdBlock<D> fb(p, kBr, kBc);
+    const int h = fb.h, b = fb.b, m0 = fb.m0, off = p.S - p.T, nkb = fb.nkb;
+    const long long qstride = fb.qstride, kstride = fb.kstride;
+    const bf16 *gq = fb.q, *gk = fb.k, *gv = fb.v;
 
     load_tile_sw128<kBr, D, kThreads>(sQ, gq, qstride, m0, p.T, tid);
     load_tile_sw128<kBc, D, kThreads>(sK, gk, kstride, 0, p.S, tid);
