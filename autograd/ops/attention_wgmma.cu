@@ -21,31 +21,33 @@ namespace {
 
 using namespace ln_wgmma;
 
-constexpr int kBr = 128, kBc = 128, kThreads = 256;
+// Tiles: Br query rows a CTA (a warpgroup per 64), Bc keys a kv block.
+template <int D, int Br, int Bc>
+struct WgmmaCfg {
+    static constexpr int kThreads = 2 * Br; // a warpgroup per 64 rows; 2 CTAs an SM at Br = 64
+    static constexpr uint32_t kQ = Br * D * sizeof(bf16), kKV = Bc * D * sizeof(bf16); // tile bytes
+    static constexpr int smem = (int)(kQ + 4 * kKV) + 1024; // Q, 2 stages of K and V, 1 KB to align them
+};
 
-template <int D>
-constexpr int wgmma_smem() { // Q, then 2 stages of K and V, plus 1 KB to align the tiles to 1024
-    return 5 * kBc * D * (int)sizeof(bf16) + 1024;
-}
-
-template <int D, bool kPos>
-__global__ void __launch_bounds__(kThreads, 1) fa_fwd_wgmma_kernel(AttnParams p) {
+template <int D, bool kPos, int Br, int Bc>
+__global__ void __launch_bounds__(2 * Br, Br == 64 ? 2 : 1) fa_fwd_wgmma_kernel(AttnParams p) {
 #ifdef LN_WGMMA
-    constexpr int NTL = kBc / 8;
-    constexpr uint32_t kTile = kBc * D * sizeof(bf16); // bytes of a Q, K or V tile (kBr == kBc)
+    using Cfg = WgmmaCfg<D, Br, Bc>;
+    constexpr int NTL = Bc / 8, kThreads = Cfg::kThreads;
+    constexpr uint32_t kTile = Cfg::kKV;
     extern __shared__ __align__(1024) unsigned char smem_raw[];
-    const uint32_t sQ = (smem_u32(smem_raw) + 1023u) & ~1023u, sK = sQ + kTile, sV = sK + 2 * kTile;
+    const uint32_t sQ = (smem_u32(smem_raw) + 1023u) & ~1023u, sK = sQ + Cfg::kQ, sV = sK + 2 * kTile;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2;
     const int wrow = warp * 16; // the warp's first row in the q-block: warpgroup wg holds rows 64 wg..
 
-    const FwdBlock<D> fb(p, kBr, kBc);
+    const FwdBlock<D> fb(p, Br, Bc);
     const int h = fb.h, b = fb.b, m0 = fb.m0, off = p.S - p.T, nkb = fb.nkb;
     const long long qstride = fb.qstride, kstride = fb.kstride;
     const bf16 *gq = fb.q, *gk = fb.k, *gv = fb.v;
 
-    load_tile_sw128<kBr, D, kThreads>(sQ, gq, qstride, m0, p.T, tid);
-    load_tile_sw128<kBc, D, kThreads>(sK, gk, kstride, 0, p.S, tid);
-    load_tile_sw128<kBc, D, kThreads>(sV, gv, kstride, 0, p.S, tid);
+    load_tile_sw128<Br, D, kThreads>(sQ, gq, qstride, m0, p.T, tid);
+    load_tile_sw128<Bc, D, kThreads>(sK, gk, kstride, 0, p.S, tid);
+    load_tile_sw128<Bc, D, kThreads>(sV, gv, kstride, 0, p.S, tid);
     cp_async_commit();
 
     FwdState<D, 1> st;
@@ -60,8 +62,8 @@ __global__ void __launch_bounds__(kThreads, 1) fa_fwd_wgmma_kernel(AttnParams p)
     for (int j = 0; j < nkb; ++j) {
         const int sg = j & 1;
         if (j + 1 < nkb) { // prefetch the next kv block into the other stage (freed by the last barrier)
-            load_tile_sw128<kBc, D, kThreads>(sK + (sg ^ 1) * kTile, gk, kstride, (j + 1) * kBc, p.S, tid);
-            load_tile_sw128<kBc, D, kThreads>(sV + (sg ^ 1) * kTile, gv, kstride, (j + 1) * kBc, p.S, tid);
+            load_tile_sw128<Bc, D, kThreads>(sK + (sg ^ 1) * kTile, gk, kstride, (j + 1) * Bc, p.S, tid);
+            load_tile_sw128<Bc, D, kThreads>(sV + (sg ^ 1) * kTile, gv, kstride, (j + 1) * Bc, p.S, tid);
             cp_async_commit();
             cp_async_wait<1>();
         } else {
@@ -69,8 +71,8 @@ __global__ void __launch_bounds__(kThreads, 1) fa_fwd_wgmma_kernel(AttnParams p)
         }
         fence_proxy_async(); // this thread's copies, for the tensor cores; the barrier, everyone's
         __syncthreads();
-        const int n0 = j * kBc;
-        const bool need_mask = n0 + kBc > p.S || (p.causal && n0 + kBc - 1 > m0 + off);
+        const int n0 = j * Bc;
+        const bool need_mask = n0 + Bc > p.S || (p.causal && n0 + Bc - 1 > m0 + off);
 
         float s[1][NTL][4];
 #pragma unroll
@@ -81,7 +83,7 @@ __global__ void __launch_bounds__(kThreads, 1) fa_fwd_wgmma_kernel(AttnParams p)
         fence();
 #pragma unroll
         for (int ks = 0; ks < D / 16; ++ks)
-            mma_ss<kBc>(s[0], desc_kmajor<kBr>(sQ, wg * 64, ks), desc_kmajor<kBc>(sK + sg * kTile, 0, ks), ks > 0);
+            mma_ss<Bc>(s[0], desc_kmajor<Br>(sQ, wg * 64, ks), desc_kmajor<Bc>(sK + sg * kTile, 0, ks), ks > 0);
         commit();
         wait<0>();
         fence_operand(s[0]);
@@ -92,8 +94,8 @@ __global__ void __launch_bounds__(kThreads, 1) fa_fwd_wgmma_kernel(AttnParams p)
         fence_operand(st.o[0]);
         fence();
 #pragma unroll
-        for (int kk = 0; kk < kBc / 16; ++kk)
-            mma_rs_t<D>(st.o[0], pf[0][kk], desc_mnmajor<kBc>(sV + sg * kTile, kk * 16), true);
+        for (int kk = 0; kk < Bc / 16; ++kk)
+            mma_rs_t<D>(st.o[0], pf[0][kk], desc_mnmajor<Bc>(sV + sg * kTile, kk * 16), true);
         commit();
         wait<0>();
         fence_operand(st.o[0]);
@@ -105,17 +107,21 @@ __global__ void __launch_bounds__(kThreads, 1) fa_fwd_wgmma_kernel(AttnParams p)
 #endif
 }
 
-template <int D, bool kPos>
+template <int D, bool kPos, int Br, int Bc>
 int launch_wgmma(const AttnParams &p) {
-    const long long blocks = (long long)((p.T + kBr - 1) / kBr) * p.B * p.Hq;
+    using Cfg = WgmmaCfg<D, Br, Bc>;
+    const long long blocks = (long long)((p.T + Br - 1) / Br) * p.B * p.Hq;
     if (blocks <= 0) return LN_OK;
     if (blocks > 0x7fffffffLL) return ln_fail("attention: the wgmma forward needs %lld blocks", blocks);
-    auto kernel = fa_fwd_wgmma_kernel<D, kPos>;
-    if (ln_kernel_smem(kernel, wgmma_smem<D>(), "attention forward (bf16 wgmma)")) return LN_ERR;
-    kernel<<<(unsigned)blocks, kThreads, wgmma_smem<D>(), ln_stream()>>>(p);
+    auto kernel = fa_fwd_wgmma_kernel<D, kPos, Br, Bc>;
+    if (ln_kernel_smem(kernel, Cfg::smem, "attention forward (bf16 wgmma)")) return LN_ERR;
+    kernel<<<(unsigned)blocks, Cfg::kThreads, Cfg::smem, ln_stream()>>>(p);
     LN_CUDA_LAUNCHED("attention forward (bf16 wgmma)");
     return LN_OK;
 }
+
+// The tiles: one CTA of 2 warpgroups per 128 query rows, kv blocks of 128.
+constexpr int kBr = 128, kBc = 128;
 
 } // namespace
 
@@ -130,7 +136,7 @@ bool forward_wgmma_available(int D) {
                     cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
                     cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess &&
                     major == 9 && minor == 0 &&
-                    cudaFuncGetAttributes(&attr, fa_fwd_wgmma_kernel<128, true>) == cudaSuccess &&
+                    cudaFuncGetAttributes(&attr, fa_fwd_wgmma_kernel<128, true, kBr, kBc>) == cudaSuccess &&
                     attr.binaryVersion == 90;
         cudaGetLastError(); // a failed query above is an answer, not an error to report later
     }
@@ -139,8 +145,8 @@ bool forward_wgmma_available(int D) {
 }
 
 int forward_wgmma(const AttnParams &p) {
-    if (p.D == 64) return p.scale > 0 ? launch_wgmma<64, true>(p) : launch_wgmma<64, false>(p);
-    return p.scale > 0 ? launch_wgmma<128, true>(p) : launch_wgmma<128, false>(p);
+    if (p.D == 64) return p.scale > 0 ? launch_wgmma<64, true, kBr, kBc>(p) : launch_wgmma<64, false, kBr, kBc>(p);
+    return p.scale > 0 ? launch_wgmma<128, true, kBr, kBc>(p) : launch_wgmma<128, false, kBr, kBc>(p);
 }
 
 } // namespace ln_attn
