@@ -7,8 +7,9 @@
 //   S = Q K^T: m64n128k16 per 16 of D, Q and K from shared memory (both K-major);
 //   mask + online softmax in registers (fwd_softmax, attention_common.cuh), P packed to bf16 A
 //   fragments; O += P V: m64nDk16 per 16 keys, P from registers, V from shared memory MN-major.
-// Every wgmma group is waited for before its results are read (no overlap of softmax with the
-// products inside a warpgroup yet: the two warpgroups of a CTA overlap each other instead).
+// Every wgmma group is waited for before its results are read, and the CTA's barriers keep its
+// warpgroups in step, so the tensor cores wait during the softmax (what FA3's warpgroup ping-pong
+// removes); smaller tiles with two CTAs an SM let one CTA's softmax overlap the other's products.
 #include "autograd/cuda/wgmma.cuh"
 #include "autograd/ops/attention_common.cuh"
 
