@@ -29,35 +29,16 @@
 // Every grid runs over blockIdx.x (any B * H). Forward results are run-to-run identical on both
 // paths (fixed reduction orders); the fast backward's dq uses atomics and may differ in the last
 // bits between runs. Design, measurements and what is left: docs/attention-kernel.md.
-#include <math.h>
-#include <stdint.h>
-
-#include "autograd/cuda/cuda_check.cuh"
-#include "autograd/cuda/mma.cuh"
+#include "autograd/ops/attention_common.cuh"
 
 extern "C" {
 #include "autograd/ops.h"
 #include "autograd/ops/attention_cudnn.h"
 }
 
-typedef __nv_bfloat16 bf16;
-
 namespace {
 
-using namespace ln_mma;
-
-constexpr float kLog2e = 1.4426950408889634f;
-constexpr float kLn2 = 0.6931471805599453f;
-
-struct AttnParams {
-    const void *q, *k, *v, *o, *dout;
-    void *out;
-    float *lse, *delta, *dq_acc;
-    void *dq, *dk, *dv;
-    int B, T, S, Hq, Hkv, D, group, causal;
-    int fwd_group, bwd_group; // heads per grid group (grid_map)
-    float scale;
-};
+using namespace ln_attn;
 
 __device__ __forceinline__ void atomic_add2(float *dst, float a, float b) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -75,18 +56,6 @@ __device__ __forceinline__ void add_bf16x2(bf16 *dst, float a, float b) {
         __floats2bfloat162_rn(__low2float(old) + a, __high2float(old) + b);
 }
 
-// blockIdx.x -> (block rank, head) for a grid of nblk blocks per head and heads (b, h) pairs, in
-// groups of G heads (G <= 0: all heads in one group): groups one after the other, inside a group
-// the rank slowest and the head fastest. Rank 0 is a head's heaviest block (the caller maps it),
-// so each group runs heaviest-first (longest-processing-time order) while only the group's heads
-// are live at a time (their data shared in L2).
-__device__ __forceinline__ void grid_map(long long x, int nblk, long long heads, int G, int &rank, long long &bh) {
-    const long long gh = G > 0 && G < heads ? G : heads, span = gh * nblk;
-    const long long grp = x / span, w = x % span, gs = min(gh, heads - grp * gh);
-    rank = (int)(w / gs);
-    bh = grp * gh + w % gs;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Fast forward
 // ---------------------------------------------------------------------------------------------
@@ -100,27 +69,15 @@ struct FwdCfg {
     static constexpr int smem = (Br + 4 * Bc) * LD * (int)sizeof(bf16); // Q + 2 stages of K, V
 };
 
-// Per-warp forward state: O accumulators and the running max (log2 units) and partial row sums.
-template <int D, int MT>
-struct FwdState {
-    float o[MT][D / 8][4];
-    float m[MT][2], l[MT][2];
-};
-
 // One (q-block, kv-block) step of the forward for one warp, in two halves: fwd_scores (S = Q K^T,
-// mask, online softmax, P as bf16 A fragments) and fwd_pv (O += P V). sQ/sK/sV are the CTA's tiles,
-// wrow the warp's first row in the q-block, m0/n0 the tiles' global first query/key.
-// kPos (scale > 0): the row max is taken on raw scores (st.m in raw units) and the scale folds into
-// one FFMA per probability; otherwise scores are scaled first (st.m in log2 units).
-// P goes to bf16 as soon as each pair of probabilities is known (the f32 scores die there), laid
-// out as the m16n8k16 A fragment: the C fragment of n-tiles 2kk, 2kk+1 is the A fragment of k-step
-// kk, so no shared-memory round trip.
+// then fwd_softmax: mask, online softmax, P as bf16 A fragments) and fwd_pv (O += P V).
+// sQ/sK/sV are the CTA's tiles, wrow the warp's first row in the q-block, m0/n0 the tiles' global
+// first query/key.
 template <class Cfg, bool kPos>
 __device__ __forceinline__ void fwd_scores(FwdState<Cfg::D, Cfg::MT> &st, uint32_t (&pf)[Cfg::MT][Cfg::Bc / 16][4],
                                            const bf16 *sQ, const bf16 *sK, int wrow, int m0, int n0, bool need_mask,
                                            const AttnParams &p, float sl2, int lane) {
     constexpr int D = Cfg::D, MT = Cfg::MT, Bc = Cfg::Bc, NTL = Bc / 8;
-    const int g = lane >> 2, tg = lane & 3;
     float s[MT][NTL][4];
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt)
@@ -144,47 +101,7 @@ __device__ __forceinline__ void fwd_scores(FwdState<Cfg::D, Cfg::MT> &st, uint32
             }
         }
     }
-    const int off = p.S - p.T;
-#pragma unroll
-    for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-        for (int nt = 0; nt < NTL; ++nt)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                float x = kPos ? s[mt][nt][e] : s[mt][nt][e] * sl2;
-                if (need_mask) {
-                    int row = m0 + wrow + mt * 16 + g + ((e >> 1) << 3), col = n0 + nt * 8 + 2 * tg + (e & 1);
-                    if (col >= p.S || (p.causal && col > row + off)) x = -INFINITY;
-                }
-                s[mt][nt][e] = x;
-            }
-#pragma unroll
-    for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-            float mx = st.m[mt][r];
-#pragma unroll
-            for (int nt = 0; nt < NTL; ++nt) mx = fmaxf(mx, fmaxf(s[mt][nt][2 * r], s[mt][nt][2 * r + 1]));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            const float mu = mx == -INFINITY ? 0.f : mx; // a row with nothing visible yet
-            const float alpha = kPos ? ex2((st.m[mt][r] - mu) * sl2) : ex2(st.m[mt][r] - mu);
-            st.m[mt][r] = mx;
-            const float ms = kPos ? mu * sl2 : mu, f = kPos ? sl2 : 1.f;
-            float sum = 0.f;
-#pragma unroll
-            for (int nt = 0; nt < NTL; ++nt) {
-                const float e0 = ex2(fmaf(s[mt][nt][2 * r], f, -ms)), e1 = ex2(fmaf(s[mt][nt][2 * r + 1], f, -ms));
-                pf[mt][nt >> 1][(nt & 1) * 2 + r] = pack_bf16(e0, e1);
-                sum += e0 + e1;
-            }
-            st.l[mt][r] = st.l[mt][r] * alpha + sum;
-#pragma unroll
-            for (int dt = 0; dt < D / 8; ++dt) {
-                st.o[mt][dt][2 * r] *= alpha;
-                st.o[mt][dt][2 * r + 1] *= alpha;
-            }
-        }
+    fwd_softmax<D, MT, NTL, kPos>(st, s, pf, wrow, m0, n0, need_mask, p, sl2, lane);
 }
 
 template <class Cfg>
@@ -215,24 +132,12 @@ __global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_fwd_kernel(AttnPa
     constexpr int LD = Cfg::LD;
     bf16 *sK = sQ + Br * LD; // [2][Bc][LD]
     bf16 *sV = sK + 2 * Bc * LD;
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, tg = lane & 3;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
 
-    // blockIdx.x -> (q-block, head, batch), the heaviest (last, under causal) q-blocks first
-    const int nqb = (p.T + Br - 1) / Br;
-    const long long heads = (long long)p.B * p.Hq;
-    int qb;
-    long long bh;
-    grid_map(blockIdx.x, nqb, heads, p.fwd_group, qb, bh);
-    qb = nqb - 1 - qb;
-    const int h = (int)(bh % p.Hq), b = (int)(bh / p.Hq), hk = h / p.group;
-    const int m0 = qb * Br, off = p.S - p.T;
-    const int kv_end = p.causal ? min(p.S, min(p.T, m0 + Br) + off) : p.S;
-    const int nkb = (kv_end + Bc - 1) / Bc;
-
-    const long long qstride = (long long)p.Hq * D, kstride = (long long)p.Hkv * D;
-    const bf16 *gq = (const bf16 *)p.q + ((long long)b * p.T * p.Hq + h) * D;
-    const bf16 *gk = (const bf16 *)p.k + ((long long)b * p.S * p.Hkv + hk) * D;
-    const bf16 *gv = (const bf16 *)p.v + ((long long)b * p.S * p.Hkv + hk) * D;
+    const FwdBlock<D> fb(p, Br, Bc);
+    const int h = fb.h, b = fb.b, m0 = fb.m0, off = p.S - p.T, nkb = fb.nkb;
+    const long long qstride = fb.qstride, kstride = fb.kstride;
+    const bf16 *gq = fb.q, *gk = fb.k, *gv = fb.v;
 
     load_tile<Br, D, NT>(sQ, gq, qstride, m0, p.T, tid);
     load_tile<Bc, D, NT>(sK, gk, kstride, 0, p.S, tid);
@@ -271,25 +176,7 @@ __global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_fwd_kernel(AttnPa
         __syncthreads();
     }
 
-#pragma unroll
-    for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-            float l = st.l[mt][r];
-            l += __shfl_xor_sync(0xffffffffu, l, 1);
-            l += __shfl_xor_sync(0xffffffffu, l, 2);
-            const float inv = 1.f / l;
-            const int row = m0 + wrow + mt * 16 + g + r * 8;
-            if (row < p.T) {
-                bf16 *go = (bf16 *)p.out + (((long long)b * p.T + row) * p.Hq + h) * D + 2 * tg;
-#pragma unroll
-                for (int dt = 0; dt < D / 8; ++dt)
-                    *reinterpret_cast<uint32_t *>(go + dt * 8) =
-                        pack_bf16(st.o[mt][dt][2 * r] * inv, st.o[mt][dt][2 * r + 1] * inv);
-                const float m2 = kPos ? st.m[mt][r] * sl2 : st.m[mt][r];
-                if (tg == 0) p.lse[((long long)b * p.Hq + h) * p.T + row] = (m2 + log2f(l)) * kLn2;
-            }
-        }
+    fwd_store<D, MT, kPos>(st, p, b, h, m0, wrow, sl2, lane);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -922,7 +809,9 @@ extern "C" int ln_attention_forward_cuda(ln_node *n) {
     p.lse = (float *)lse->data;
     if ((long long)p.B * p.T * p.Hq > 0 && p.D > 0) {
         int status;
-        if (fast_path(p, q->dtype))
+        if (fast_path(p, q->dtype) && forward_wgmma_available(p.D))
+            status = forward_wgmma(p);
+        else if (fast_path(p, q->dtype))
             status = p.D == 64 ? fast_forward<64>(p) : fast_forward<128>(p);
         else {
             long long blocks = (long long)((p.T + GQ - 1) / GQ) * p.B * p.Hq;

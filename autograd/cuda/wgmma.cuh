@@ -1,0 +1,182 @@
+// wgmma (sm_90a) building blocks for the tensor-core kernels: shared-memory tiles in the 128-byte
+// swizzled layout, their matrix descriptors, the warpgroup MMA wrappers (m64nNk16, bf16 in, f32
+// accumulate; N = 64 or 128) and the fences around them. A warpgroup is 4 consecutive warps starting
+// at a warp index divisible by 4; its accumulators hold, per warp, 16 rows in the m16n8 C-fragment
+// layout n-tile by n-tile, the same as mma.sync's (mma.cuh), so code around either can be shared.
+// The wrappers assemble only for sm_90a: call them from code under LN_WGMMA.
+#ifndef LN_WGMMA_CUH
+#define LN_WGMMA_CUH
+
+#include <stdint.h>
+
+#include "autograd/cuda/mma.cuh"
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define LN_WGMMA 1
+#endif
+
+namespace ln_wgmma {
+
+typedef __nv_bfloat16 bf16;
+
+// A [ROWS][D] bf16 tile as D / 64 panels of [ROWS][64] (128-byte rows), each row's eight 16-byte
+// chunks stored at chunk ^ (row % 8): the 128-byte swizzle. Panels start 1024-byte aligned.
+// Rows [row0, row0 + ROWS) of a [*, D] global view with row_stride, rows >= limit zero-filled, by
+// 16-byte cp.async: each thread one chunk of every (NT / (D / 8))-th row, so its swizzle (row % 8)
+// stays the same down the rows.
+template <int ROWS, int D, int NT>
+__device__ __forceinline__ void load_tile_sw128(uint32_t s, const bf16 *g, long long row_stride, int row0, int limit,
+                                                int tid) {
+    constexpr int CH = D / 8, RPI = NT / CH;
+    static_assert(D % 64 == 0 && NT % CH == 0 && ROWS % RPI == 0 && RPI % 8 == 0, "tile not a multiple of the CTA");
+    const int r0 = tid / CH, c = tid % CH;
+    const bf16 *src = g + (long long)(row0 + r0) * row_stride + c * 8;
+    const uint32_t dst = s + (c >> 3) * (ROWS * 128) + r0 * 128 + (((c & 7) ^ (r0 & 7)) << 4);
+#pragma unroll
+    for (int it = 0; it < ROWS / RPI; ++it) {
+        const bool valid = row0 + r0 + it * RPI < limit;
+        ln_mma::cp_async16(dst + it * RPI * 128, valid ? src : g, valid);
+        src += RPI * row_stride;
+    }
+}
+
+// Matrix descriptor of a 128-byte-swizzled operand: start address, leading and stride byte offsets.
+__device__ __forceinline__ uint64_t desc_sw128(uint32_t addr, uint32_t lbo, uint32_t sbo) {
+    return (uint64_t)((addr & 0x3FFFF) >> 4) | (uint64_t)((lbo & 0x3FFFF) >> 4) << 16 |
+           (uint64_t)((sbo & 0x3FFFF) >> 4) << 32 | 1ull << 62;
+}
+
+// K-major operand (A [M][K] or B [N][K], K contiguous) from a [ROWS][D] tile: its rows row0.. (a
+// multiple of 8), k-step ks (columns 16 ks..). Within a panel the k-steps are 32 bytes apart (the
+// hardware applies the swizzle to the final address); 8-row groups 1024 bytes apart.
+template <int ROWS>
+__device__ __forceinline__ uint64_t desc_kmajor(uint32_t tile, int row0, int ks) {
+    return desc_sw128(tile + (ks >> 2) * (ROWS * 128) + row0 * 128 + (ks & 3) * 32, 16, 1024);
+}
+
+// MN-major operand (B [K][N], N contiguous: a [ROWS = K][D = N] tile): k rows k0.. (a multiple of
+// 8), all of N: 64-column panels ROWS * 128 bytes apart (leading), 8-row groups 1024 (stride).
+template <int ROWS>
+__device__ __forceinline__ uint64_t desc_mnmajor(uint32_t tile, int k0) {
+    return desc_sw128(tile + k0 * 128, ROWS * 128, 1024);
+}
+
+#ifdef LN_WGMMA
+// Orders the warpgroup's register accesses before the wgmma that follow.
+__device__ __forceinline__ void fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+// Waits until at most N committed groups are pending.
+template <int N>
+__device__ __forceinline__ void wait() {
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+// Shared memory written by this thread's ordinary (or cp.async) stores, made visible to the
+// tensor cores' reads (the async proxy); a barrier after it covers the other threads' writes.
+__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+#endif
+
+// Keeps the compiler from moving accesses of accumulators across an asynchronous MMA.
+template <int R, int C>
+__device__ __forceinline__ void fence_operand(float (&d)[R][C]) {
+#pragma unroll
+    for (int i = 0; i < R; ++i)
+#pragma unroll
+        for (int j = 0; j < C; ++j) asm volatile("" : "+f"(d[i][j])::"memory");
+}
+
+template <int N>
+__device__ void mma_ss(float (&d)[N / 8][4], uint64_t a, uint64_t b, bool accumulate);
+template <int N>
+__device__ void mma_rs_t(float (&d)[N / 8][4], const uint32_t (&a)[4], uint64_t b, bool accumulate);
+
+#ifdef LN_WGMMA
+// (generated: the operand lists of m64n64k16 / m64n128k16)
+// d (+)= A B: A [64 x 16] and B [16 x 64] from shared memory, both K-major.
+template <>
+__device__ __forceinline__ void mma_ss<64>(float (&d)[8][4], uint64_t a, uint64_t b, bool accumulate) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {"
+                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
+                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+                 "}, %32, %33, p, 1, 1, 0, 0;\n}\n"
+                 : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]),
+                   "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]),
+                   "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]),
+                   "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),
+                   "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]),
+                   "+f"(d[7][2]), "+f"(d[7][3])
+                 : "l"(a), "l"(b), "r"((int)accumulate));
+}
+
+// d (+)= A B: A [64 x 16] and B [16 x 128] from shared memory, both K-major.
+template <>
+__device__ __forceinline__ void mma_ss<128>(float (&d)[16][4], uint64_t a, uint64_t b, bool accumulate) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
+                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
+                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,"
+                 "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47,"
+                 "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+                 "}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+                 : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]),
+                   "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]),
+                   "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]),
+                   "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),
+                   "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]),
+                   "+f"(d[7][2]), "+f"(d[7][3]), "+f"(d[8][0]), "+f"(d[8][1]), "+f"(d[8][2]), "+f"(d[8][3]),
+                   "+f"(d[9][0]), "+f"(d[9][1]), "+f"(d[9][2]), "+f"(d[9][3]), "+f"(d[10][0]), "+f"(d[10][1]),
+                   "+f"(d[10][2]), "+f"(d[10][3]), "+f"(d[11][0]), "+f"(d[11][1]), "+f"(d[11][2]), "+f"(d[11][3]),
+                   "+f"(d[12][0]), "+f"(d[12][1]), "+f"(d[12][2]), "+f"(d[12][3]), "+f"(d[13][0]), "+f"(d[13][1]),
+                   "+f"(d[13][2]), "+f"(d[13][3]), "+f"(d[14][0]), "+f"(d[14][1]), "+f"(d[14][2]), "+f"(d[14][3]),
+                   "+f"(d[15][0]), "+f"(d[15][1]), "+f"(d[15][2]), "+f"(d[15][3])
+                 : "l"(a), "l"(b), "r"((int)accumulate));
+}
+
+// d (+)= A B: A [64 x 16] from registers (each warp's 16 rows as the m16n8k16 A fragment),
+// B [16 x 64] from shared memory MN-major (trans-b: stored [k][n], n contiguous).
+template <>
+__device__ __forceinline__ void mma_rs_t<64>(float (&d)[8][4], const uint32_t (&a)[4], uint64_t b, bool accumulate) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {"
+                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
+                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+                 "}, {%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"
+                 : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]),
+                   "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]),
+                   "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]),
+                   "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),
+                   "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]),
+                   "+f"(d[7][2]), "+f"(d[7][3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"((int)accumulate));
+}
+
+// d (+)= A B: A [64 x 16] from registers (each warp's 16 rows as the m16n8k16 A fragment),
+// B [16 x 128] from shared memory MN-major (trans-b: stored [k][n], n contiguous).
+template <>
+__device__ __forceinline__ void mma_rs_t<128>(float (&d)[16][4], const uint32_t (&a)[4], uint64_t b, bool accumulate) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
+                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
+                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,"
+                 "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47,"
+                 "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+                 "}, {%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
+                 : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]),
+                   "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]),
+                   "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]),
+                   "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),
+                   "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]),
+                   "+f"(d[7][2]), "+f"(d[7][3]), "+f"(d[8][0]), "+f"(d[8][1]), "+f"(d[8][2]), "+f"(d[8][3]),
+                   "+f"(d[9][0]), "+f"(d[9][1]), "+f"(d[9][2]), "+f"(d[9][3]), "+f"(d[10][0]), "+f"(d[10][1]),
+                   "+f"(d[10][2]), "+f"(d[10][3]), "+f"(d[11][0]), "+f"(d[11][1]), "+f"(d[11][2]), "+f"(d[11][3]),
+                   "+f"(d[12][0]), "+f"(d[12][1]), "+f"(d[12][2]), "+f"(d[12][3]), "+f"(d[13][0]), "+f"(d[13][1]),
+                   "+f"(d[13][2]), "+f"(d[13][3]), "+f"(d[14][0]), "+f"(d[14][1]), "+f"(d[14][2]), "+f"(d[14][3]),
+                   "+f"(d[15][0]), "+f"(d[15][1]), "+f"(d[15][2]), "+f"(d[15][3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"((int)accumulate));
+}
+
+#endif
+
+} // namespace ln_wgmma
+
+#endif
