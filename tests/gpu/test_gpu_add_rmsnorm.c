@@ -112,6 +112,10 @@ static void add_rmsnorm_matches_cpu(void **state) {
     check_shape(2, (int64_t[]){3, 2049}, 1e-5, 630);
     /* 1026 groups of 8 rows over 1024 blocks: two blocks take a second group, the last one short */
     check_shape(2, (int64_t[]){8203, 40}, 1e-5, 640);
+    /* dw summed in registers (a lane's share at most 4 packs: bf16 768 is 3, f32 512 is 4) over
+     * blocks of several row groups; f32 768 (6 packs) takes the block pass */
+    check_shape(2, (int64_t[]){20001, 768}, 1e-5, 650);
+    check_shape(2, (int64_t[]){9000, 512}, 1e-5, 660);
 }
 
 /* The weight in the other dtype than x: f32 x with a bf16 weight, bf16 x with an f32 one. */
