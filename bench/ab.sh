@@ -56,11 +56,12 @@ for p in "$@"; do
 done
 rm -f "$out/build.txt" "$out/build-one.txt"
 # last, a short table: per variant the test summary and its timings (bench_gla: fwd+bwd ms per T;
-# a training run: its tok/s figures)
+# bench_attention: fwd+bwd (fwd) ms per T; a training run: its tok/s figures)
 summary=$(awk '/^== / { name = $2; sub(/:$/, "", name); if (!(name in seen)) { seen[name] = 1; order[++n] = name } }
      /^== .*(build failed|does not apply)/ { t[name] = "failed" }
      /^test rc=/ { t[name] = $2 }
      /^T [0-9]+ B [0-9]+ fwd_ms/ { v[name] = v[name] " T" $2 ":" $8 }
+     /^T [0-9]+ B [0-9]+ ms .* fwd_ms/ { v[name] = v[name] " T" $2 ":" $6 "(" $10 ")" }
      /tok\/s/ && match($0, /[0-9]+ tok\/s/) { v[name] = v[name] " " substr($0, RSTART, RLENGTH) }
      END { for (i = 1; i <= n; i++) printf "%-16s %-6s%s\n", order[i], t[order[i]], v[order[i]] }' "$log")
 printf '== summary\n%s\n' "$summary" | tee -a "$log"

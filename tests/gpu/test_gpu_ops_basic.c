@@ -155,6 +155,9 @@ static void concat_last_matches_cpu(void **state) {
 static ln_tensor *gelu_of(ln_tensor *const *in, void *ctx) { return ln_gelu(in[0]); }
 static ln_tensor *swiglu_of(ln_tensor *const *in, void *ctx) { return ln_swiglu(in[0], in[1]); }
 static ln_tensor *logsigmoid_of(ln_tensor *const *in, void *ctx) { return ln_logsigmoid(in[0]); }
+static ln_tensor *logsigmoid_scaled_of(ln_tensor *const *in, void *ctx) {
+    return ln_logsigmoid_scaled(in[0], *(const double *)ctx);
+}
 
 static void activations_match_cpu(void **state) {
     NEED_GPU();
@@ -163,6 +166,8 @@ static void activations_match_cpu(void **state) {
     ln_tensor_free(x);
     x = gpu_randn(2, (int64_t[]){37, 130}, 6.0, 83); /* wide: both tails of the stable form */
     gpu_check_both("logsigmoid", logsigmoid_of, NULL, 1, &x);
+    const double scale = 1.0 / 16; /* GLA's log decay */
+    gpu_check_both("logsigmoid scaled", logsigmoid_scaled_of, (void *)&scale, 1, &x);
     ln_tensor_free(x);
     ln_tensor *in[2] = {gpu_randn(3, (int64_t[]){3, 37, 67}, 2.0, 81), gpu_randn(3, (int64_t[]){3, 37, 67}, 1.0, 82)};
     gpu_check_both("swiglu", swiglu_of, NULL, 2, in);
