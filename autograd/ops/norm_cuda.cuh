@@ -90,24 +90,31 @@ static inline int lane_sum_packs(long long D, int N, int L, int cmax) {
     return (D + (long long)L * N - 1) / ((long long)L * N) <= cmax ? cmax : 0;
 }
 
-// dst[j] += sum over b < nb of partial[b * stride + j] for j < D, in a fixed order: lane y of the
-// block's 8 sums the partial rows b = y (mod 8) in order, then y = 0 adds the 8 sums in order.
-// Block (32, 8): 32 columns.
+// dst[j] += sum over b < nb of partial[b * stride + j] for j < D, in a fixed order: row lane y of
+// the block's COLSUM_Y sums the partial rows b = y (mod COLSUM_Y) in order, then y = 0 adds those
+// sums in order. Block (32, COLSUM_Y): 32 columns; D = 64 (a GLA head) is two blocks, so each
+// lane's serial chain is kept short (nb is up to MAX_BLOCKS = 1024 rows).
 // static: each kernel file that includes this header has its own copy.
+#define COLSUM_Y 32
 static __global__ void norm_colsum_kernel(const float *partial, int nb, long long stride, long long D,
                                              vec_ref dst) {
-    __shared__ float sums[8][32];
+    __shared__ float sums[COLSUM_Y][32];
     long long j = blockIdx.x * 32LL + threadIdx.x;
     float s = 0.0f;
     if (j < D)
-        for (int b = threadIdx.y; b < nb; b += 8) s += partial[b * stride + j];
+        for (int b = threadIdx.y; b < nb; b += COLSUM_Y) s += partial[b * stride + j];
     sums[threadIdx.y][threadIdx.x] = s;
     __syncthreads();
     if (threadIdx.y == 0 && j < D) {
         float t = 0.0f;
-        for (int k = 0; k < 8; k++) t += sums[k][threadIdx.x];
+        for (int k = 0; k < COLSUM_Y; k++) t += sums[k][threadIdx.x];
         vadd(dst, j, t);
     }
+}
+
+// Launches norm_colsum_kernel over D columns (partial rows stride apart).
+static inline void launch_norm_colsum(const float *partial, int nb, long long stride, long long D, vec_ref dst) {
+    norm_colsum_kernel<<<ln_blocks(D, 32), dim3(32, COLSUM_Y), 0, ln_stream()>>>(partial, nb, stride, D, dst);
 }
 
 static inline bool f32_or_bf16(const ln_tensor *t) { return t->dtype == LN_F32 || t->dtype == LN_BF16; }

@@ -191,8 +191,7 @@ extern "C" int ln_rmsnorm_backward_cuda(ln_node *n) {
         status = cudaPeekAtLastError();
     });
     if (status == cudaSuccess && need_w) {
-        norm_colsum_kernel<<<ln_blocks(D, 32), dim3(32, 8), 0, ln_stream()>>>(partial, (int)blocks, D, D,
-                                                                                 ref_of(dw));
+        launch_norm_colsum(partial, (int)blocks, D, D, ref_of(dw));
         status = cudaPeekAtLastError();
     }
     if (partial) LN_CUDA_TRY(cudaFreeAsync(partial, ln_stream())); // stream-ordered: after the kernels
