@@ -180,6 +180,9 @@ static void activations_match_cpu(void **state) {
     const double scale = 1.0 / 16; /* GLA's log decay */
     gpu_check_both("logsigmoid scaled", logsigmoid_scaled_of, (void *)&scale, 1, &x);
     ln_tensor_free(x);
+    x = gpu_randn(2, (int64_t[]){37, 128}, 6.0, 84); /* whole 16-byte packs: the packed kernels */
+    gpu_check_both("logsigmoid scaled, packs", logsigmoid_scaled_of, (void *)&scale, 1, &x);
+    ln_tensor_free(x);
     ln_tensor *in[2] = {gpu_randn(3, (int64_t[]){3, 37, 67}, 2.0, 81), gpu_randn(3, (int64_t[]){3, 37, 67}, 1.0, 82)};
     gpu_check_both("swiglu", swiglu_of, NULL, 2, in);
     in[1]->requires_grad = false;
