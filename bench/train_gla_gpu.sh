@@ -13,17 +13,9 @@ export PYTHONUNBUFFERED=1
 # autotune results (fla sets cache_results) and compiled kernels survive a cut-off run on a warm machine
 export TRITON_CACHE_DIR=${TRITON_CACHE_DIR:-$PWD/build/triton-cache}
 nvidia-smi --query-gpu=name --format=csv,noheader
-run=$(mktemp -d) # the run's checkpoint (GiBs) stays out of $out
-timeout "${LINNET_TIMEOUT:-120}" build/linnet train recipes/gla-small.yaml --out "$run" --no-sample \
-  --set train.steps="$steps" ${LINNET_SET:-} > "$out/linnet.txt" 2>&1
-echo "linnet rc=$?"; grep -m1 "parameters" "$out/linnet.txt"; tail -3 "$out/linnet.txt"
-linnet_tps=$(python3 -c "
-import json
-rows = [json.loads(l) for l in open('$run/metrics.jsonl') if 'tokens_per_s' in l]
-v = sorted(r['tokens_per_s'] for r in rows[1:]) or [float('nan')]  # row 0 holds start-up
-print(f'{v[len(v) // 2]:.0f}')" 2>/dev/null || echo nan)
-echo "linnet tokens_per_s $linnet_tps"
-rm -rf "$run"
+LINNET_LOG="$out/linnet.txt" LINNET_TIMEOUT=${LINNET_TIMEOUT:-120} bench/linnet_tps.sh recipes/gla-small.yaml "$steps" \
+  ${LINNET_SET:-} | tee "$out/linnet-tps.txt"
+linnet_tps=$(awk '/^linnet tokens_per_s/ { print $3 }' "$out/linnet-tps.txt")
 peer="--steps $steps --warmup 5"
 # eager first: it also warms the Triton cache for the compiled run (limits: 120 + 300 + 120 s)
 for flags in "" "--compile"; do

@@ -5,17 +5,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 steps=${STEPS:-30}
-out=$(mktemp -d)
 nvidia-smi --query-gpu=name --format=csv,noheader
 model="--vocab 50304 --d_model 768 --layers 12 --heads 12 --kv_heads 12 --hidden 2048 --batch 32 --seq 1024 --steps $steps --warmup 5"
-build/linnet train recipes/gpt2-small.yaml --out "$out/run" --no-sample --set train.steps="$steps" ${LINNET_SET:-} \
-  2>&1 | tail -4
-linnet_tps=$(python3 -c "
-import json
-rows = [json.loads(l) for l in open('$out/run/metrics.jsonl') if 'tokens_per_s' in l]
-v = sorted(r['tokens_per_s'] for r in rows[5:])
-print(f'{v[len(v) // 2]:.0f}')")
-echo "linnet tokens_per_s $linnet_tps"
+bench/linnet_tps.sh recipes/gpt2-small.yaml "$steps" ${LINNET_SET:-}
 python3 bench/train_torch.py --device cuda --bf16 --compile $model 2>&1 | tail -2
 python3 bench/train_torch.py --device cuda $model 2>&1 | tail -2
-rm -rf "$out"

@@ -4,15 +4,14 @@
 
 #include "../error.h"
 #include "../ops.h"
-
-static double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
+#include "silu.h"
 
 /* ---- SiLU: y = x * sigmoid(x); dy/dx = s + x s (1 - s) ---- */
 
 static int silu_forward_cpu(ln_node *n) {
     double *x = ln_f64_read(n->in[0]);
     if (!x) return LN_ERR;
-    for (int64_t i = 0; i < n->in[0]->numel; i++) x[i] *= sigmoid(x[i]);
+    for (int64_t i = 0; i < n->in[0]->numel; i++) x[i] = silu_f64(x[i]);
     int status = ln_f64_write(n->out[0], x);
     free(x);
     return status;
@@ -23,10 +22,7 @@ static int silu_backward_cpu(ln_node *n) {
     double *x = ln_f64_read(xt), *dy = ln_f64_read_grad(n->out[0]);
     int status = LN_ERR;
     if (x && dy) {
-        for (int64_t i = 0; i < xt->numel; i++) {
-            double s = sigmoid(x[i]);
-            dy[i] *= s + x[i] * s * (1 - s);
-        }
+        for (int64_t i = 0; i < xt->numel; i++) dy[i] *= dsilu_f64(x[i]);
         status = ln_f64_accum_grad(n->in[0], dy);
     }
     free(x);
@@ -117,7 +113,7 @@ static int swiglu_forward_cpu(ln_node *n) {
     double *g = ln_f64_read(n->in[0]), *u = ln_f64_read(n->in[1]);
     int status = LN_ERR;
     if (g && u) {
-        for (int64_t i = 0; i < n->in[0]->numel; i++) g[i] = g[i] * sigmoid(g[i]) * u[i];
+        for (int64_t i = 0; i < n->in[0]->numel; i++) g[i] = g[i] * sigmoid_f64(g[i]) * u[i];
         status = ln_f64_write(n->out[0], g);
     }
     free(g);
@@ -132,7 +128,7 @@ static int swiglu_backward_cpu(ln_node *n) {
     int status = LN_ERR;
     if (g && u && dy && dg) {
         for (int64_t i = 0; i < gt->numel; i++) {
-            double s = sigmoid(g[i]);
+            double s = sigmoid_f64(g[i]);
             dg[i] = dy[i] * u[i] * (s + g[i] * s * (1 - s));
             dy[i] *= g[i] * s; /* becomes du */
         }

@@ -1,24 +1,19 @@
 // Pointwise activations on the GPU: f32 or bf16 storage, fp32 arithmetic. Same math as
 // activations.c (the CPU reference they are tested against).
 #include "autograd/cuda/cuda_check.cuh"
-
-__device__ __forceinline__ float sigmoidf(float x) { return 1.0f / (1.0f + __expf(-x)); }
+#include "autograd/ops/silu.h"
 
 template <typename T>
 __global__ void silu_forward_kernel(const T *x, T *y, long long n) {
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
-        float v = ln_load(x, i);
-        ln_store(y, i, v * sigmoidf(v));
-    }
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+        ln_store(y, i, ln_siluf(ln_load(x, i)));
 }
 
 // dx += dy * (s + x s (1 - s))
 template <typename T>
 __global__ void silu_backward_kernel(const T *x, const T *dy, T *dx, long long n) {
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
-        float v = ln_load(x, i), s = sigmoidf(v);
-        ln_store(dx, i, ln_load(dx, i) + ln_load(dy, i) * (s + v * s * (1.0f - s)));
-    }
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+        ln_store(dx, i, ln_load(dx, i) + ln_load(dy, i) * ln_dsiluf(ln_load(x, i)));
 }
 
 extern "C" int ln_silu_forward_cuda(ln_node *n) {
@@ -97,7 +92,7 @@ __global__ void swiglu_forward_vec_kernel(const T *g, const T *u, T *y, long lon
         float gv[8], uv[8];
         ln_load8(g + i, gv);
         ln_load8(u + i, uv);
-        for (int k = 0; k < 8; k++) gv[k] = gv[k] * sigmoidf(gv[k]) * uv[k];
+        for (int k = 0; k < 8; k++) gv[k] = gv[k] * ln_sigmoidf(gv[k]) * uv[k];
         ln_store8(y + i, gv);
     }
 }
@@ -106,7 +101,7 @@ template <typename T>
 __global__ void swiglu_forward_kernel(const T *g, const T *u, T *y, long long n) {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
         float v = ln_load(g, i);
-        ln_store(y, i, v * sigmoidf(v) * ln_load(u, i));
+        ln_store(y, i, v * ln_sigmoidf(v) * ln_load(u, i));
     }
 }
 
@@ -115,7 +110,7 @@ template <typename T>
 __global__ void swiglu_backward_kernel(const T *g, const T *u, const T *dy, T *dg, T *du, long long n, bool acc_g,
                                        bool acc_u) {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
-        float v = ln_load(g, i), s = sigmoidf(v), d = ln_load(dy, i);
+        float v = ln_load(g, i), s = ln_sigmoidf(v), d = ln_load(dy, i);
         if (dg) ln_store(dg, i, (acc_g ? ln_load(dg, i) : 0.0f) + d * ln_load(u, i) * (s + v * s * (1.0f - s)));
         if (du) ln_store(du, i, (acc_u ? ln_load(du, i) : 0.0f) + d * v * s);
     }
@@ -134,7 +129,7 @@ __global__ void swiglu_backward_vec_kernel(const T *g, const T *u, const T *dy, 
         if (dg && acc_g) ln_load8(dg + i, og);
         if (du && acc_u) ln_load8(du + i, ou);
         for (int k = 0; k < 8; k++) {
-            float v = gv[k], s = sigmoidf(v), d = dv[k];
+            float v = gv[k], s = ln_sigmoidf(v), d = dv[k];
             og[k] = (acc_g ? og[k] : 0.0f) + d * uv[k] * (s + v * s * (1.0f - s));
             ou[k] = (acc_u ? ou[k] : 0.0f) + d * v * s;
         }

@@ -7,15 +7,10 @@
 
 #include "../error.h"
 #include "../ops.h"
+#include "silu.h"
 
 /* saved: 0 = x, 1 = weight, [2 = gate] (by the constructor), then rrms [rows] (by the forward, once
  * computed); iarg[0]: 1 when gated */
-
-static double silu(double g) { return g / (1.0 + exp(-g)); }
-static double dsilu(double g) {
-    double sg = 1.0 / (1.0 + exp(-g));
-    return sg * (1.0 + g * (1.0 - sg));
-}
 
 static int rmsnorm_forward_cpu(ln_node *n) {
     ln_tensor *xt = n->in[0];
@@ -32,7 +27,7 @@ static int rmsnorm_forward_cpu(ln_node *n) {
             double *xr = x + r * D, ss = 0;
             for (int64_t i = 0; i < D; i++) ss += xr[i] * xr[i];
             rrms[r] = 1.0 / sqrt(ss / (double)D + eps);
-            for (int64_t i = 0; i < D; i++) xr[i] = xr[i] * rrms[r] * w[i] * (gated ? silu(gate[r * D + i]) : 1.0);
+            for (int64_t i = 0; i < D; i++) xr[i] = xr[i] * rrms[r] * w[i] * (gated ? silu_f64(gate[r * D + i]) : 1.0);
         }
         status = ln_f64_write(n->out[0], x);
         if (status == LN_OK) status = ln_f64_write(rrms_t, rrms);
@@ -62,8 +57,8 @@ static int rmsnorm_backward_cpu(ln_node *n) {
             if (gated)
                 for (int64_t i = 0; i < D; i++) { /* dy of the norm: dy silu(gate) */
                     double g = gate[r * D + i];
-                    dgate[r * D + i] = dyr[i] * xr[i] * rr * w[i] * dsilu(g);
-                    dyr[i] *= silu(g);
+                    dgate[r * D + i] = dyr[i] * xr[i] * rr * w[i] * dsilu_f64(g);
+                    dyr[i] *= silu_f64(g);
                 }
             for (int64_t i = 0; i < D; i++) {
                 double xh = xr[i] * rr;

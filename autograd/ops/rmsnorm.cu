@@ -11,14 +11,7 @@
 // without atomics: each block sums its rows into its own f32 partial row (one owner thread per
 // column), then a second kernel adds the partial rows in a fixed order.
 #include "autograd/ops/norm_cuda.cuh"
-
-__device__ __forceinline__ float sigmoid(float g) { return 1.0f / (1.0f + __expf(-g)); }
-// the factor on dy (silu) and its derivative; 1 and 0 ungated
-__device__ __forceinline__ float gate_silu(float g) { return g * sigmoid(g); }
-__device__ __forceinline__ float gate_dsilu(float g) {
-    float s = sigmoid(g);
-    return s * (1.0f + g * (1.0f - s));
-}
+#include "autograd/ops/silu.h"
 
 template <typename T, int N>
 __global__ void rmsnorm_forward_kernel(const T *x, vec_ref w, const T *gate, T *y, float *rrms, long long rows,
@@ -47,7 +40,7 @@ __global__ void rmsnorm_forward_kernel(const T *x, vec_ref w, const T *gate, T *
             ln_load_n<N>(xr, c, v);
             if (gate) ln_load_n<N>(gate + r * D, c, gv);
 #pragma unroll
-            for (int k = 0; k < N; k++) v[k] = v[k] * rr * vload(w, c + k) * (gate ? gate_silu(gv[k]) : 1.0f);
+            for (int k = 0; k < N; k++) v[k] = v[k] * rr * vload(w, c + k) * (gate ? ln_siluf(gv[k]) : 1.0f);
             ln_store_n<N>(yr, c, v);
         }
     }
@@ -85,7 +78,7 @@ __global__ void rmsnorm_backward_kernel(const T *x, vec_ref w, const T *gate, co
                     ln_load_n<N>(gr, c, gv);
                     if (ar) ln_load_n<N>(ar, c, av);
 #pragma unroll
-                    for (int k = 0; k < N; k++) dot += gv[k] * (ar ? gate_silu(av[k]) : 1.0f) * vload(w, c + k) * xv[k];
+                    for (int k = 0; k < N; k++) dot += gv[k] * (ar ? ln_siluf(av[k]) : 1.0f) * vload(w, c + k) * xv[k];
                 });
             float coef = row_sum(dot, L) * rr * rr / (float)D; // xh mean(g xh) = x coef
             if (mine)
@@ -96,18 +89,18 @@ __global__ void rmsnorm_backward_kernel(const T *x, vec_ref w, const T *gate, co
                     if (ar) ln_load_n<N>(ar, c, av);
                     if (C > 0 && pw)
 #pragma unroll
-                        for (int k = 0; k < N; k++) acc[j][k] += gv[k] * (ar ? gate_silu(av[k]) : 1.0f) * xv[k] * rr;
+                        for (int k = 0; k < N; k++) acc[j][k] += gv[k] * (ar ? ln_siluf(av[k]) : 1.0f) * xv[k] * rr;
                     if (dgate) {
                         ln_load_n<N>(dgate + r * D, c, dv);
 #pragma unroll
-                        for (int k = 0; k < N; k++) dv[k] += gv[k] * xv[k] * rr * vload(w, c + k) * gate_dsilu(av[k]);
+                        for (int k = 0; k < N; k++) dv[k] += gv[k] * xv[k] * rr * vload(w, c + k) * ln_dsiluf(av[k]);
                         ln_store_n<N>(dgate + r * D, c, dv);
                     }
                     if (dx) {
                         ln_load_n<N>(dx + r * D, c, dv);
 #pragma unroll
                         for (int k = 0; k < N; k++)
-                            dv[k] += rr * (gv[k] * (ar ? gate_silu(av[k]) : 1.0f) * vload(w, c + k) - xv[k] * coef);
+                            dv[k] += rr * (gv[k] * (ar ? ln_siluf(av[k]) : 1.0f) * vload(w, c + k) - xv[k] * coef);
                         ln_store_n<N>(dx + r * D, c, dv);
                     }
                 });
@@ -123,7 +116,7 @@ __global__ void rmsnorm_backward_kernel(const T *x, vec_ref w, const T *gate, co
                     ln_load_n<N>(dy + q * D, c, gv);
                     if (gate) ln_load_n<N>(gate + q * D, c, av);
 #pragma unroll
-                    for (int k = 0; k < N; k++) sum[k] += gv[k] * (gate ? gate_silu(av[k]) : 1.0f) * xv[k] * rq;
+                    for (int k = 0; k < N; k++) sum[k] += gv[k] * (gate ? ln_siluf(av[k]) : 1.0f) * xv[k] * rq;
                 }
 #pragma unroll
                 for (int k = 0; k < N; k++) pw[c + k] = (first_group ? 0.0f : pw[c + k]) + sum[k];
