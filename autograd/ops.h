@@ -35,7 +35,8 @@ ln_tensor *ln_silu(ln_tensor *x);
 ln_tensor *ln_gelu(ln_tensor *x);                   /* tanh approximation, as GPT-2 */
 ln_tensor *ln_swiglu(ln_tensor *gate, ln_tensor *up); /* silu(gate) * up */
 ln_tensor *ln_logsigmoid(ln_tensor *x);             /* log(sigmoid(x)): gated linear attention's
-                                                       log decay (CPU only so far) */
+                                                       log decay */
+ln_tensor *ln_logsigmoid_scaled(ln_tensor *x, double scale); /* scale * log(sigmoid(x)) in one op */
 
 /* ---- reductions ---- */
 ln_tensor *ln_sum(ln_tensor *x);     /* all elements -> [] */

@@ -81,7 +81,7 @@ static void *simple_gla_create(ln_params *params, const char *prefix, const ln_m
 static ln_tensor *log_decay(const gla_attention *a, ln_tensor *x) {
     ln_tensor *logits = ln_matmul(x, ln_weight(a->gk_down), false, true);
     if (!a->per_head) logits = ln_matmul(logits, ln_weight(a->gk_up), false, true);
-    ln_tensor *g = ln_scale(ln_logsigmoid(ln_add(logits, ln_weight(a->gk_bias))), 1.0 / a->normalizer);
+    ln_tensor *g = ln_logsigmoid_scaled(ln_add(logits, ln_weight(a->gk_bias)), 1.0 / a->normalizer);
     return a->per_head ? g : ln_split_heads(g, a->mix.n_heads);
 }
 

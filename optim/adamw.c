@@ -29,6 +29,47 @@ bool ln_adamw_decays(const ln_adamw *opt, int i) {
     return p->decay || (p->embedding && opt->cfg.decay_embeddings);
 }
 
+#ifdef LINNET_CUDA
+/* The GPU parameters that have a gradient, updated in a few multi-tensor launches. */
+static int update_cuda(ln_adamw *opt, double lr, double bias1, double bias2, const float *clip) {
+    const ln_optim_config *c = &opt->cfg;
+    ln_adamw_item *items = malloc((size_t)opt->params->n * sizeof *items);
+    if (!items) return ln_fail("adamw: out of host memory");
+    int count = 0;
+    for (int i = 0; i < opt->params->n; i++) {
+        ln_tensor *p = opt->params->items[i].tensor;
+        if (p->device != LN_CUDA || !p->grad) continue;
+        items[count++] = (ln_adamw_item){p->data, p->grad->data, opt->m[i]->data, opt->v[i]->data, p->numel,
+                                         ln_adamw_decays(opt, i) ? lr * c->weight_decay : 0.0};
+    }
+    int rc = ln_adamw_update_many_cuda(items, count, lr, c->beta1, c->beta2, c->eps, bias1, bias2, clip);
+    free(items);
+    return rc;
+}
+
+/* The global norm of the GPU gradients and the clip factor, on the device (see optim_cuda.h). */
+static int grad_norm_cuda(ln_params *params, double max_norm, double **norm, float **clip) {
+    const float **grads = malloc((size_t)params->n * sizeof *grads);
+    long long *sizes = malloc((size_t)params->n * sizeof *sizes);
+    int count = 0, rc = LN_ERR;
+    if (!grads || !sizes) {
+        ln_fail("gradient norm: out of host memory");
+        goto done;
+    }
+    for (int i = 0; i < params->n; i++) {
+        ln_tensor *g = params->items[i].tensor->grad;
+        if (!g) continue;
+        grads[count] = g->data;
+        sizes[count++] = g->numel;
+    }
+    rc = ln_grad_norm_cuda(grads, sizes, count, max_norm, norm, clip);
+done:
+    free(grads);
+    free(sizes);
+    return rc;
+}
+#endif
+
 /* clip: NULL, or (GPU parameters) a device factor every gradient is scaled by first */
 static int update(ln_adamw *opt, double lr, const float *clip) {
     const ln_optim_config *c = &opt->cfg;
@@ -37,18 +78,16 @@ static int update(ln_adamw *opt, double lr, const float *clip) {
     for (int i = 0; i < opt->params->n; i++) {
         ln_tensor *p = opt->params->items[i].tensor;
         if (!p->grad) continue; /* never reached by the loss: nothing to update */
-        float *w = p->data, *g = p->grad->data, *m = opt->m[i]->data, *v = opt->v[i]->data;
-        double decay = ln_adamw_decays(opt, i) ? lr * c->weight_decay : 0.0;
         if (p->device == LN_CUDA) {
 #ifdef LINNET_CUDA
-            if (ln_adamw_update_cuda(w, g, m, v, p->numel, lr, c->beta1, c->beta2, c->eps, decay, bias1, bias2, clip))
-                return LN_ERR;
-            continue;
+            continue; /* all of them at once, below */
 #else
             (void)clip;
             return ln_fail("adamw: %s is on the GPU in a build without CUDA", p->name);
 #endif
         }
+        float *w = p->data, *g = p->grad->data, *m = opt->m[i]->data, *v = opt->v[i]->data;
+        double decay = ln_adamw_decays(opt, i) ? lr * c->weight_decay : 0.0;
         for (int64_t j = 0; j < p->numel; j++) {
             double gj = g[j];
             m[j] = (float)(c->beta1 * m[j] + (1 - c->beta1) * gj);
@@ -57,31 +96,22 @@ static int update(ln_adamw *opt, double lr, const float *clip) {
             w[j] = (float)(w[j] - decay * w[j] - lr * update);
         }
     }
+#ifdef LINNET_CUDA
+    return update_cuda(opt, lr, bias1, bias2, clip);
+#else
     return LN_OK;
+#endif
 }
 
 int ln_adamw_step(ln_adamw *opt, double lr) { return update(opt, lr, NULL); }
-
-#ifdef LINNET_CUDA
-static double *norm_partials(ln_params *params) {
-    double *partials;
-    if (ln_norm_partials(&partials)) return NULL;
-    for (int i = 0; i < params->n; i++) {
-        ln_tensor *g = params->items[i].tensor->grad;
-        if (g && ln_sum_squares_cuda(g->data, g->numel, partials)) return NULL;
-    }
-    return partials;
-}
-#endif
 
 int ln_adamw_clip_step(ln_adamw *opt, double lr, double max_norm, double *norm) {
     ln_params *params = opt->params;
 #ifdef LINNET_CUDA
     if (params->n && params->items[0].tensor->device == LN_CUDA) {
-        double *partials = norm_partials(params), *norm_dev;
+        double *norm_dev;
         float *clip;
-        if (!partials || ln_norm_clip_cuda(partials, max_norm, &norm_dev, &clip) || update(opt, lr, clip))
-            return LN_ERR;
+        if (grad_norm_cuda(params, max_norm, &norm_dev, &clip) || update(opt, lr, clip)) return LN_ERR;
         if (ln_device_copy(LN_CPU, norm, LN_CUDA, norm_dev, sizeof *norm)) return LN_ERR; /* the one sync */
         if (!isfinite(*norm)) opt->step--; /* the kernels left every parameter as it was */
         return LN_OK;
@@ -112,13 +142,15 @@ double ln_lr_at(const ln_optim_config *cfg, int64_t step, int64_t total) {
 
 #ifdef LINNET_CUDA
 static double clip_grad_norm_cuda(ln_params *params, double max_norm) {
-    double *partials = norm_partials(params), sum = 0;
-    if (!partials || ln_norm_finish(partials, &sum)) return NAN;
-    double norm = sqrt(sum);
+    double *norm_dev, norm;
+    float *clip;
+    if (grad_norm_cuda(params, max_norm, &norm_dev, &clip) ||
+        ln_device_copy(LN_CPU, &norm, LN_CUDA, norm_dev, sizeof norm))
+        return NAN;
     if (max_norm > 0 && norm > max_norm)
         for (int i = 0; i < params->n; i++) {
             ln_tensor *g = params->items[i].tensor->grad;
-            if (g && ln_scale_cuda(g->data, g->numel, max_norm / (norm + 1e-12))) return NAN;
+            if (g && ln_scale_cuda(g->data, g->numel, clip)) return NAN;
         }
     return norm;
 }

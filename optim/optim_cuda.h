@@ -2,17 +2,27 @@
 #ifndef LN_OPTIM_CUDA_H
 #define LN_OPTIM_CUDA_H
 
-/* clip: NULL, or a device float every gradient is scaled by first (NaN: leave the parameter). */
-int ln_adamw_update_cuda(float *w, const float *g, float *m, float *v, long long n, double lr, double beta1,
-                         double beta2, double eps, double decay, double bias1, double bias2, const float *clip);
-/* Global norm: ln_norm_partials gives a zeroed device buffer, ln_sum_squares_cuda adds each
- * gradient's squares into it, ln_norm_finish sums it on the host (one sync). */
-int ln_norm_partials(double **partials);
-int ln_sum_squares_cuda(const float *g, long long n, double *partials);
-int ln_norm_finish(const double *partials, double *sum);
-int ln_scale_cuda(float *g, long long n, double s);
-/* From the partials, on the device: the norm (double) and the clip factor (float, see adamw_kernel),
- * in a device buffer of the module's, pointed to by *norm and *clip. */
-int ln_norm_clip_cuda(const double *partials, double max_norm, double **norm, float **clip);
+/* One parameter for the multi-tensor AdamW: weights, gradient, moments (f32, n each) and its
+ * decoupled decay (lr * weight decay, or 0). */
+typedef struct {
+    float *w;
+    const float *g;
+    float *m, *v;
+    long long n;
+    double decay;
+} ln_adamw_item;
+
+/* AdamW over all the items in a few launches. clip: NULL, or a device float every gradient is
+ * scaled by first (NaN: leave every parameter as it was). */
+int ln_adamw_update_many_cuda(const ln_adamw_item *items, int count, double lr, double beta1, double beta2,
+                              double eps, double bias1, double bias2, const float *clip);
+/* The global L2 norm of the gradients (double, summed in a fixed order) and the clip factor
+ * (float: max_norm / norm when max_norm > 0 and the norm exceeds it, else 1; NaN when the norm is
+ * not finite), both computed on the device into a buffer of the module's: *norm and *clip point
+ * into it. Nothing waits for the host. */
+int ln_grad_norm_cuda(const float *const *grads, const long long *n, int count, double max_norm, double **norm,
+                      float **clip);
+/* g *= *s on the device. */
+int ln_scale_cuda(float *g, long long n, const float *s);
 
 #endif

@@ -333,6 +333,9 @@ static void gla_params_survive_a_checkpoint(void **state) {
 /* ---- the op the gates add ---- */
 
 static ln_tensor *logsigmoid_fn(ln_tensor *const *in, void *ctx) { return ln_logsigmoid(in[0]); }
+static ln_tensor *logsigmoid_scaled_fn(ln_tensor *const *in, void *ctx) {
+    return ln_logsigmoid_scaled(in[0], *(const double *)ctx);
+}
 
 static void logsigmoid_is_stable_and_differentiable(void **state) {
     ln_tensor *x = ln_randn_f64(1, (int64_t[]){6}, 3);
@@ -348,6 +351,18 @@ static void logsigmoid_is_stable_and_differentiable(void **state) {
     ln_tape_clear();
     for (int i = 0; i < 6; i++) ln_set(x, i, 3 * (i - 2.5));
     assert_gradcheck(logsigmoid_fn, NULL, 1, (ln_tensor *[]){x});
+    /* with a scale (GLA's 1 / gate_logit_normalizer, and a negative one): s times the above */
+    const double scales[2] = {1.0 / 16, -0.7};
+    for (int k = 0; k < 2; k++) {
+        ln_tensor *plain = ln_logsigmoid(x), *scaled = ln_logsigmoid_scaled(x, scales[k]);
+        assert_tensor(plain);
+        assert_tensor(scaled);
+        for (int i = 0; i < 6; i++)
+            assert_true(fabs(ln_get(scaled, i) - scales[k] * ln_get(plain, i)) <= 1e-15 * (1 + fabs(ln_get(plain, i))));
+        ln_tape_clear();
+        assert_gradcheck(logsigmoid_scaled_fn, (void *)&scales[k], 1, (ln_tensor *[]){x});
+    }
+    assert_null(ln_logsigmoid_scaled(x, NAN));
     ln_tensor_free(x);
 }
 

@@ -78,6 +78,27 @@ __device__ __forceinline__ void ln_store_n(T *p, long long i, const float (&v)[N
     }
 }
 
+// 8 consecutive elements from i (a multiple of 8; p 16-byte aligned) of either float dtype: one
+// 16-byte access (bf16) or two (f32), for kernels whose input and output dtypes differ.
+template <typename T>
+__device__ __forceinline__ void ln_load8(const T *p, long long i, float (&v)[8]) {
+    constexpr int N = 16 / sizeof(T);
+#pragma unroll
+    for (int h = 0; h < 8 / N; h++) ln_load_n<N>(p, i + h * N, *reinterpret_cast<float(*)[N]>(v + h * N));
+}
+
+template <typename T>
+__device__ __forceinline__ void ln_store8(T *p, long long i, const float (&v)[8]) {
+    constexpr int N = 16 / sizeof(T);
+#pragma unroll
+    for (int h = 0; h < 8 / N; h++) ln_store_n<N>(p, i + h * N, *reinterpret_cast<const float(*)[N]>(v + h * N));
+}
+
+// Whether n elements at both pointers go in 8-element packs (ln_load8 / ln_store8).
+static inline bool ln_packs8(long long n, const void *a, const void *b) {
+    return n % 8 == 0 && ((uintptr_t)a & 15) == 0 && ((uintptr_t)b & 15) == 0;
+}
+
 // 8 consecutive values as floats whatever the dtype (two packs for f32, one for bf16).
 __device__ __forceinline__ void ln_load8(const float *p, float (&v)[8]) {
     ln_load_n<4>(p, 0, *reinterpret_cast<float(*)[4]>(v));

@@ -73,32 +73,37 @@ __device__ __forceinline__ void put_n(T *out, bool acc, long long i, const float
 //   rounded to T, stored to (or, acc, added onto) out1 and then out2. out1 may be ds itself (its
 //   buffer adopted as an input's gradient): each element is read before it is written, by the
 //   same thread. out2 may be out1 (x + x: acc2 adds g a second time, after out1 was written);
-//   partial (when not NULL; needs dy): the group's dy s r, summed into the block's partial row as
-//   rmsnorm_backward_kernel does.
-template <typename T, int N>
+//   partial (when not NULL; needs dy): the rows' dy s r summed into the block's partial row: C = 4
+//   (a lane's share of a row at most 4 packs: D <= 1024 in bf16, 512 in f32) in registers over
+//   all the lane's rows, added up by the block at the end (partial_from_lanes); C = 0 (wider rows)
+//   by a block pass over each group, as rmsnorm_backward_kernel does.
+template <typename T, int N, int C>
 __global__ void add_rmsnorm_backward_kernel(const T *sum, vec_ref w, const float *rrms, const T *dy, const T *ds,
                                             T *out1, bool acc1, T *out2, bool acc2, float *partial, long long rows,
                                             long long D) {
-    int lane = threadIdx.x & 31;
+    extern __shared__ float lane_sums[]; // C > 0: [WARPS][D]
+    const int lane = threadIdx.x & 31;
+    const long long first = (long long)lane * N, stride = 32LL * N;
     long long groups = (rows + WARPS - 1) / WARPS;
     float *pw = partial ? partial + blockIdx.x * D : NULL;
+    float acc[C > 0 ? C : 1][N] = {}; // C > 0: this lane's columns of dw
     for (long long g = blockIdx.x; g < groups; g += gridDim.x) {
         long long r = g * WARPS + (threadIdx.x >> 5);
-        if ((out1 || out2) && r < rows) { // uniform per warp
+        if ((out1 || out2 || (pw && C > 0)) && r < rows) { // uniform per warp
             const T *sr = sum + r * D, *gr = dy ? dy + r * D : NULL, *dsr = ds ? ds + r * D : NULL;
             float rr = rrms[r], coef = 0.0f;
             if (gr) { // uniform: every lane or none reaches the shuffles
                 float dot = 0.0f;
-                for (long long c = (long long)lane * N; c < D; c += 32 * N) {
+                for_packs<C>(D, first, stride, [&](long long c, int) {
                     float sv[N], gv[N];
                     ln_load_n<N>(sr, c, sv);
                     ln_load_n<N>(gr, c, gv);
 #pragma unroll
                     for (int k = 0; k < N; k++) dot += gv[k] * vload(w, c + k) * sv[k];
-                }
+                });
                 coef = warp_sum(dot) * rr * rr / (float)D; // sh mean(gy sh) = s coef
             }
-            for (long long c = (long long)lane * N; c < D; c += 32 * N) {
+            for_packs<C>(D, first, stride, [&](long long c, int j) {
                 float dv[N];
                 if (dsr) {
                     ln_load_n<N>(dsr, c, dv);
@@ -112,30 +117,35 @@ __global__ void add_rmsnorm_backward_kernel(const T *sum, vec_ref w, const float
                     ln_load_n<N>(gr, c, gv);
 #pragma unroll
                     for (int k = 0; k < N; k++) dv[k] += rr * (gv[k] * vload(w, c + k) - sv[k] * coef);
+                    if (C > 0 && pw)
+#pragma unroll
+                        for (int k = 0; k < N; k++) acc[j][k] += gv[k] * sv[k] * rr;
                 }
 #pragma unroll
                 for (int k = 0; k < N; k++) dv[k] = as_stored<T>(dv[k]);
                 if (out1) put_n<N>(out1 + r * D, acc1, c, dv);
                 if (out2) put_n<N>(out2 + r * D, acc2, c, dv);
-            }
+            });
         }
-        if (pw) {
+        if (pw && C == 0) {
             long long r0 = g * WARPS, r1 = r0 + WARPS < rows ? r0 + WARPS : rows;
-            bool first = g == blockIdx.x;
+            bool first_group = g == blockIdx.x;
             for (long long c = (long long)threadIdx.x * N; c < D; c += (long long)blockDim.x * N) {
-                float acc[N] = {};
+                float sum_q[N] = {};
                 for (long long q = r0; q < r1; q++) {
                     float sv[N], gv[N], rq = rrms[q];
                     ln_load_n<N>(sum + q * D, c, sv);
                     ln_load_n<N>(dy + q * D, c, gv);
 #pragma unroll
-                    for (int k = 0; k < N; k++) acc[k] += gv[k] * sv[k] * rq;
+                    for (int k = 0; k < N; k++) sum_q[k] += gv[k] * sv[k] * rq;
                 }
 #pragma unroll
-                for (int k = 0; k < N; k++) pw[c + k] = (first ? 0.0f : pw[c + k]) + acc[k];
+                for (int k = 0; k < N; k++) pw[c + k] = (first_group ? 0.0f : pw[c + k]) + sum_q[k];
             }
         }
     }
+    if constexpr (C > 0)
+        if (pw) partial_from_lanes<N, C>(acc, lane_sums, pw, D, 32, first, stride);
 }
 
 static bool check_dtypes(const ln_tensor *x, const ln_tensor *delta, const ln_tensor *w) {
@@ -212,22 +222,25 @@ extern "C" int ln_add_rmsnorm_backward_cuda(ln_node *n) {
     if (in_place && !dy && !same) g1 = NULL;
     if (rows == 0 || (!g1 && !g2 && !need_w)) return LN_OK;
 
+    // 16-byte packs when every row starts 16-byte aligned; dw's sums in registers when they fit
+    int pack = s->dtype == LN_BF16 ? 8 : 4;
+    bool vec = aligned16(s->data) && (!dy || aligned16(dy->data)) && (!ds || aligned16(ds->data)) &&
+               (!g1 || aligned16(g1->data)) && (!g2 || aligned16(g2->data)) && D % pack == 0;
+    const int C = need_w ? lane_sum_packs(D, vec ? pack : 1, 32, 4) : 0;
+    size_t lane_sum_bytes = C ? (size_t)WARPS * D * sizeof(float) : 0; // <= 32 KB
     unsigned blocks = group_grid(rows, MAX_BLOCKS);
     float *partial = NULL;
     if (need_w) LN_CUDA_TRY(cudaMallocAsync((void **)&partial, (size_t)blocks * D * sizeof(float), ln_stream()));
     cudaError_t status = cudaSuccess;
     LN_DISPATCH_FLOAT(s->dtype, "add_rmsnorm", {
-        T *o1 = g1 ? (T *)g1->data : NULL, *o2 = g2 ? (T *)g2->data : NULL;
-        const T *dyp = dy ? (const T *)dy->data : NULL, *dsp = ds ? (const T *)ds->data : NULL;
-        bool vec = aligned16(s->data) && (!dyp || aligned16(dyp)) && (!dsp || aligned16(dsp)) &&
-                   (!o1 || aligned16(o1)) && (!o2 || aligned16(o2)) && D % (long long)(16 / sizeof(T)) == 0;
-        LAUNCH_PACKED(vec, add_rmsnorm_backward_kernel, blocks, (const T *)s->data, ref_of(w),
-                      (const float *)rt->data, dyp, dsp, o1, acc1, o2, acc2, partial, rows, D);
+        LAUNCH_PACKED_SUMS(vec, C, 4, add_rmsnorm_backward_kernel, blocks, lane_sum_bytes, (const T *)s->data,
+                           ref_of(w), (const float *)rt->data, dy ? (const T *)dy->data : NULL,
+                           ds ? (const T *)ds->data : NULL, g1 ? (T *)g1->data : NULL, acc1,
+                           g2 ? (T *)g2->data : NULL, acc2, partial, rows, D);
         status = cudaPeekAtLastError();
     });
     if (status == cudaSuccess && need_w) {
-        norm_colsum_kernel<<<ln_blocks(D, 32), dim3(32, 8), 0, ln_stream()>>>(partial, (int)blocks, D, D,
-                                                                                 ref_of(dw));
+        launch_norm_colsum(partial, (int)blocks, D, D, ref_of(dw));
         status = cudaPeekAtLastError();
     }
     if (partial) LN_CUDA_TRY(cudaFreeAsync(partial, ln_stream())); // stream-ordered: after the kernels

@@ -171,10 +171,8 @@ extern "C" int ln_layernorm_backward_cuda(ln_node *n) {
     });
     if (status == cudaSuccess && need_params) {
         // partial rows hold dw's D columns, then db's
-        if (dw) norm_colsum_kernel<<<ln_blocks(D, 32), dim3(32, 8), 0, ln_stream()>>>(partial, (int)blocks, 2 * D, D,
-                                                                                  ref_of(dw));
-        if (db) norm_colsum_kernel<<<ln_blocks(D, 32), dim3(32, 8), 0, ln_stream()>>>(partial + D, (int)blocks, 2 * D,
-                                                                                  D, ref_of(db));
+        if (dw) launch_norm_colsum(partial, (int)blocks, 2 * D, D, ref_of(dw));
+        if (db) launch_norm_colsum(partial + D, (int)blocks, 2 * D, D, ref_of(db));
         status = cudaPeekAtLastError();
     }
     if (partial) LN_CUDA_TRY(cudaFreeAsync(partial, ln_stream())); // stream-ordered: after the kernels

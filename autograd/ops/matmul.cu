@@ -3,11 +3,14 @@
 //
 // cuBLASLt is column-major. A row-major C [m, n] = op(A) op(B) is the column-major
 // C^T [n, m] = op(B)^T op(A)^T, so every call passes b's buffer as cuBLASLt's A and a's as its B,
-// with the same transpose flags: no data moves. Descriptors are made per call (nothing cached).
+// with the same transpose flags: no data moves. Descriptors are made per call; the algorithm is
+// chosen once per shape (matmul_algo.cuh).
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "autograd/cuda/cuda_check.cuh"
+#include "autograd/ops/matmul_algo.cuh"
 
 // iarg slots, as in matmul.c
 enum { ARG_TRANS_A, ARG_TRANS_B, ARG_BATCH, ARG_M, ARG_N, ARG_K, ARG_SHARED };
@@ -61,8 +64,7 @@ static int lt_gemm(ln_dtype dtype, bool ta, bool tb, long long m, long long n, l
     cublasLtMatmulDesc_t desc = NULL;
     cublasLtMatrixLayout_t lay_a = NULL, lay_b = NULL, lay_c = NULL; // cuBLASLt's A (= our B), B (= our A), C
     cublasLtMatmulPreference_t pref = NULL;
-    cublasLtMatmulHeuristicResult_t result;
-    int found = 0;
+    cublasLtMatmulAlgo_t algo;
     cublasOperation_t op_a = tb ? CUBLAS_OP_T : CUBLAS_OP_N, op_b = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
     size_t ws_bytes = 0;
     void *ws = ln_cuda_workspace(&ws_bytes);
@@ -92,15 +94,24 @@ static int lt_gemm(ln_dtype dtype, bool ta, bool tb, long long m, long long n, l
                                                 sizeof align_c));
     LT_TRY(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_c,
                                                 sizeof align_c));
-    LT_TRY(cublasLtMatmulAlgoGetHeuristic(handle, desc, lay_a, lay_b, lay_c, lay_c, pref, 1, &result, &found));
-    if (found == 0) {
-        status = ln_fail("matmul: cuBLASLt has no algorithm for %s [%lld, %lld] x [%lld, %lld]%s%s (batch %d)",
-                         ln_dtype_name(dtype), m, k, k, n, ta ? ", a transposed" : "", tb ? ", b transposed" : "",
-                         batch);
-        goto done;
+    {
+        gemm_key key;
+        memset(&key, 0, sizeof key); // padding too: keys compare as bytes
+        key.dt = (int)dt;
+        key.op_a = (int)op_a;
+        key.op_b = (int)op_b;
+        key.batch = batch;
+        key.beta_zero = beta == 0.0f;
+        key.m = m, key.n = n, key.k = k, key.sa = sa, key.sb = sb, key.sc = sc;
+        key.align_a = align_a, key.align_b = align_b, key.align_c = align_c;
+        const size_t c_bytes = (size_t)((batch > 1 ? (long long)(batch - 1) * sc : 0) + m * n) * es;
+        if (!gemm_algo(key, handle, desc, lay_a, lay_b, lay_c, pref, b, a, beta, c_bytes, ws, ws_bytes, &algo)) {
+            status = LN_ERR;
+            goto done;
+        }
     }
-    LT_TRY(cublasLtMatmul(handle, desc, &alpha, b, lay_a, a, lay_b, &beta, c, lay_c, c, lay_c, &result.algo, ws,
-                          ws_bytes, ln_stream()));
+    LT_TRY(cublasLtMatmul(handle, desc, &alpha, b, lay_a, a, lay_b, &beta, c, lay_c, c, lay_c, &algo, ws, ws_bytes,
+                          ln_stream()));
 done:
     if (pref) cublasLtMatmulPreferenceDestroy(pref);
     if (lay_c) cublasLtMatrixLayoutDestroy(lay_c);

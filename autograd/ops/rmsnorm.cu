@@ -49,62 +49,65 @@ __global__ void rmsnorm_forward_kernel(const T *x, vec_ref w, const T *gate, T *
 // Rows go to blocks in groups of WARPS * (32 / L) (a warp takes 32 / L rows of the group). Per group:
 //   dx, dgate (each when not NULL): the lanes' row, dx += r (g - x r^2 sum(g x) / D), dgate as above;
 //   partial (when not NULL), the block's partial row of dw, in a fixed order:
-//   - rows of 32 lanes (L = 32): every thread adds the group's dy x r, for the columns it owns, into
-//     the block's partial row: set on the block's first group, added to after. The group's rows were
+//   - C = 1 (a lane's share of a row is one pack: rows up to 32 packs, a GLA head's 64 among
+//     them): each lane sums dy x r for its own columns over all its rows in registers, and the
+//     block adds its lanes' sums at the end (partial_from_lanes; a block pass per group of such
+//     rows would leave all but D / N of its threads idle);
+//   - C = 0 (wider rows): every thread adds the group's dy x r, for the columns it owns, into the
+//     block's partial row: set on the block's first group, added to after. The group's rows were
 //     just read: they come from cache.
-//   - narrower rows (a GLA head's 64): a lane owns one pack of columns for all its rows, sums it in
-//     registers, and the block adds its lanes' sums at the end (a block-wide pass per group would
-//     leave all but D / N of its threads idle).
-template <typename T, int N>
+template <typename T, int N, int C>
 __global__ void rmsnorm_backward_kernel(const T *x, vec_ref w, const T *gate, const float *rrms, const T *dy, T *dx,
                                         T *dgate, float *partial, long long rows, long long D) {
-    __shared__ float lane_sums[WARPS * 32 * N]; // narrow rows: (rows in flight) x D <= threads x N
+    extern __shared__ float lane_sums[]; // C > 0: [rows in flight][D]
     const int L = row_lanes(D, N), lane = threadIdx.x & 31, sub = lane & (L - 1);
     const long long per_warp = 32 / L, per_group = WARPS * per_warp, groups = (rows + per_group - 1) / per_group;
-    const bool narrow = L < 32;
+    const long long first = (long long)sub * N, stride = (long long)L * N;
     float *pw = partial ? partial + blockIdx.x * D : NULL;
-    float acc[N] = {}; // narrow rows: this lane's columns of dw
+    float acc[C > 0 ? C : 1][N] = {}; // C = 1: this lane's columns of dw
     for (long long g = blockIdx.x; g < groups; g += gridDim.x) {
         long long r = g * per_group + (threadIdx.x >> 5) * per_warp + lane / L;
         bool mine = r < rows;
-        if (dx || dgate || (pw && narrow)) { // uniform per warp
+        if (dx || dgate || (pw && C > 0)) { // uniform per warp
             const T *xr = x + r * D, *gr = dy + r * D, *ar = gate ? gate + r * D : NULL;
             float rr = mine ? rrms[r] : 0.0f, dot = 0.0f;
-            for (long long c = (long long)sub * N; mine && dx && c < D; c += L * N) {
-                float xv[N], gv[N], av[N];
-                ln_load_n<N>(xr, c, xv);
-                ln_load_n<N>(gr, c, gv);
-                if (ar) ln_load_n<N>(ar, c, av);
+            if (mine && dx)
+                for_packs<C>(D, first, stride, [&](long long c, int) {
+                    float xv[N], gv[N], av[N];
+                    ln_load_n<N>(xr, c, xv);
+                    ln_load_n<N>(gr, c, gv);
+                    if (ar) ln_load_n<N>(ar, c, av);
 #pragma unroll
-                for (int k = 0; k < N; k++) dot += gv[k] * (ar ? ln_siluf(av[k]) : 1.0f) * vload(w, c + k) * xv[k];
-            }
+                    for (int k = 0; k < N; k++) dot += gv[k] * (ar ? ln_siluf(av[k]) : 1.0f) * vload(w, c + k) * xv[k];
+                });
             float coef = row_sum(dot, L) * rr * rr / (float)D; // xh mean(g xh) = x coef
-            for (long long c = (long long)sub * N; mine && c < D; c += L * N) {
-                float xv[N], gv[N], av[N], dv[N];
-                ln_load_n<N>(xr, c, xv);
-                ln_load_n<N>(gr, c, gv);
-                if (ar) ln_load_n<N>(ar, c, av);
-                if (pw && narrow) // one pass of c: L N >= D
+            if (mine)
+                for_packs<C>(D, first, stride, [&](long long c, int j) {
+                    float xv[N], gv[N], av[N], dv[N];
+                    ln_load_n<N>(xr, c, xv);
+                    ln_load_n<N>(gr, c, gv);
+                    if (ar) ln_load_n<N>(ar, c, av);
+                    if (C > 0 && pw)
 #pragma unroll
-                    for (int k = 0; k < N; k++) acc[k] += gv[k] * (ar ? ln_siluf(av[k]) : 1.0f) * xv[k] * rr;
-                if (dgate) {
-                    ln_load_n<N>(dgate + r * D, c, dv);
+                        for (int k = 0; k < N; k++) acc[j][k] += gv[k] * (ar ? ln_siluf(av[k]) : 1.0f) * xv[k] * rr;
+                    if (dgate) {
+                        ln_load_n<N>(dgate + r * D, c, dv);
 #pragma unroll
-                    for (int k = 0; k < N; k++) dv[k] += gv[k] * xv[k] * rr * vload(w, c + k) * ln_dsiluf(av[k]);
-                    ln_store_n<N>(dgate + r * D, c, dv);
-                }
-                if (dx) {
-                    ln_load_n<N>(dx + r * D, c, dv);
+                        for (int k = 0; k < N; k++) dv[k] += gv[k] * xv[k] * rr * vload(w, c + k) * ln_dsiluf(av[k]);
+                        ln_store_n<N>(dgate + r * D, c, dv);
+                    }
+                    if (dx) {
+                        ln_load_n<N>(dx + r * D, c, dv);
 #pragma unroll
-                    for (int k = 0; k < N; k++)
-                        dv[k] += rr * (gv[k] * (ar ? ln_siluf(av[k]) : 1.0f) * vload(w, c + k) - xv[k] * coef);
-                    ln_store_n<N>(dx + r * D, c, dv);
-                }
-            }
+                        for (int k = 0; k < N; k++)
+                            dv[k] += rr * (gv[k] * (ar ? ln_siluf(av[k]) : 1.0f) * vload(w, c + k) - xv[k] * coef);
+                        ln_store_n<N>(dx + r * D, c, dv);
+                    }
+                });
         }
-        if (pw && !narrow) {
+        if (pw && C == 0) {
             long long r0 = g * WARPS, r1 = r0 + WARPS < rows ? r0 + WARPS : rows;
-            bool first = g == blockIdx.x;
+            bool first_group = g == blockIdx.x;
             for (long long c = (long long)threadIdx.x * N; c < D; c += (long long)blockDim.x * N) {
                 float sum[N] = {};
                 for (long long q = r0; q < r1; q++) {
@@ -116,23 +119,12 @@ __global__ void rmsnorm_backward_kernel(const T *x, vec_ref w, const T *gate, co
                     for (int k = 0; k < N; k++) sum[k] += gv[k] * (gate ? ln_siluf(av[k]) : 1.0f) * xv[k] * rq;
                 }
 #pragma unroll
-                for (int k = 0; k < N; k++) pw[c + k] = (first ? 0.0f : pw[c + k]) + sum[k];
+                for (int k = 0; k < N; k++) pw[c + k] = (first_group ? 0.0f : pw[c + k]) + sum[k];
             }
         }
     }
-    if (pw && narrow) { // lane_sums[slot][column], slot = the thread's row in flight; then summed in slot order
-        long long slot = threadIdx.x / L;
-        if (sub * N < D)
-#pragma unroll
-            for (int k = 0; k < N; k++)
-                if (sub * N + k < D) lane_sums[slot * D + sub * N + k] = acc[k];
-        __syncthreads();
-        for (long long c = threadIdx.x; c < D; c += blockDim.x) {
-            float s = 0.0f;
-            for (long long q = 0; q < per_group; q++) s += lane_sums[q * D + c];
-            pw[c] = s;
-        }
-    }
+    if constexpr (C > 0)
+        if (pw) partial_from_lanes<N, C>(acc, lane_sums, pw, D, L, first, stride);
 }
 
 extern "C" int ln_rmsnorm_forward_cuda(ln_node *n) {
@@ -179,19 +171,20 @@ extern "C" int ln_rmsnorm_backward_cuda(ln_node *n) {
     int pack = x->dtype == LN_BF16 ? 8 : 4;
     bool vec = aligned16(x->data) && aligned16(out->grad->data) && (!dx || aligned16(dx->data)) &&
                (!gate || aligned16(gate->data)) && (!dg || aligned16(dg->data)) && D % pack == 0;
-    unsigned blocks = row_grid(rows, D, vec ? pack : 1, MAX_BLOCKS);
+    const int N = vec ? pack : 1, L = row_lanes(D, N), C = need_w ? lane_sum_packs(D, N, L, 1) : 0;
+    unsigned blocks = row_grid(rows, D, N, MAX_BLOCKS);
+    size_t lane_sum_bytes = C ? (size_t)(WARPS * 32 / L) * D * sizeof(float) : 0; // <= 8 KB
     float *partial = NULL;
     if (need_w) LN_CUDA_TRY(cudaMallocAsync((void **)&partial, (size_t)blocks * D * sizeof(float), ln_stream()));
     cudaError_t status = cudaSuccess;
     LN_DISPATCH_FLOAT(x->dtype, "rmsnorm", {
-        LAUNCH_PACKED(vec, rmsnorm_backward_kernel, blocks, (const T *)x->data, ref_of(w),
-                      gate ? (const T *)gate->data : NULL, (const float *)rt->data, (const T *)out->grad->data,
-                      dx ? (T *)dx->data : NULL, dg ? (T *)dg->data : NULL, partial, rows, D);
+        LAUNCH_PACKED_SUMS(vec, C, 1, rmsnorm_backward_kernel, blocks, lane_sum_bytes, (const T *)x->data, ref_of(w),
+                           gate ? (const T *)gate->data : NULL, (const float *)rt->data, (const T *)out->grad->data,
+                           dx ? (T *)dx->data : NULL, dg ? (T *)dg->data : NULL, partial, rows, D);
         status = cudaPeekAtLastError();
     });
     if (status == cudaSuccess && need_w) {
-        norm_colsum_kernel<<<ln_blocks(D, 32), dim3(32, 8), 0, ln_stream()>>>(partial, (int)blocks, D, D,
-                                                                                 ref_of(dw));
+        launch_norm_colsum(partial, (int)blocks, D, D, ref_of(dw));
         status = cudaPeekAtLastError();
     }
     if (partial) LN_CUDA_TRY(cudaFreeAsync(partial, ln_stream())); // stream-ordered: after the kernels

@@ -79,8 +79,9 @@ static ln_tensor *add_of(ln_tensor *const *in, void *ctx) { return ln_add(in[0],
 static ln_tensor *mul_of(ln_tensor *const *in, void *ctx) { return ln_mul(in[0], in[1]); }
 static ln_tensor *scale_of(ln_tensor *const *in, void *ctx) { return ln_scale(in[0], -1.7); }
 
-static void check_binary(const char *what, int nb, const int64_t *sb, uint64_t seed) {
-    ln_tensor *in[2] = {gpu_randn(3, (int64_t[]){5, 37, 67}, 1.0, seed), gpu_randn(nb, sb, 1.0, seed + 1)};
+/* a [5, 37, cols], b of nb dims sb */
+static void check_binary(const char *what, int64_t cols, int nb, const int64_t *sb, uint64_t seed) {
+    ln_tensor *in[2] = {gpu_randn(3, (int64_t[]){5, 37, cols}, 1.0, seed), gpu_randn(nb, sb, 1.0, seed + 1)};
     char name[96];
     snprintf(name, sizeof name, "add %s", what);
     gpu_check_both(name, add_of, NULL, 2, in);
@@ -92,9 +93,13 @@ static void check_binary(const char *what, int nb, const int64_t *sb, uint64_t s
 
 static void elementwise_matches_cpu(void **state) {
     NEED_GPU();
-    check_binary("same shape", 3, (int64_t[]){5, 37, 67}, 60);
-    check_binary("bias [67]", 1, (int64_t[]){67}, 62);
-    check_binary("broadcast [37, 67]", 2, (int64_t[]){37, 67}, 64);
+    check_binary("same shape", 67, 3, (int64_t[]){5, 37, 67}, 60);
+    check_binary("bias [67]", 67, 1, (int64_t[]){67}, 62);
+    check_binary("broadcast [37, 67]", 67, 2, (int64_t[]){37, 67}, 64);
+    /* sizes in whole 16-byte packs: the packed forward */
+    check_binary("same shape, packs", 64, 3, (int64_t[]){5, 37, 64}, 65);
+    check_binary("bias [64], packs", 64, 1, (int64_t[]){64}, 66);
+    check_binary("broadcast [37, 64], packs", 64, 2, (int64_t[]){37, 64}, 67);
     ln_tensor *x = gpu_randn(2, (int64_t[]){37, 130}, 1.0, 68);
     gpu_check_both("scale", scale_of, NULL, 1, &x);
     ln_tensor_free(x);
@@ -106,6 +111,12 @@ static void broadcast_gradient_many_rows(void **state) {
     ln_tensor *in[2] = {gpu_randn(2, (int64_t[]){20000, 13}, 1.0, 70), gpu_randn(1, (int64_t[]){13}, 1.0, 71)};
     gpu_check_both("add bias, 20000 rows", add_of, NULL, 2, in);
     gpu_check_both("mul gain, 20000 rows", mul_of, NULL, 2, in);
+    ln_tensor_free(in[0]);
+    ln_tensor_free(in[1]);
+    /* GLA's gate bias: [rows, 384] + [384], packed */
+    in[0] = gpu_randn(2, (int64_t[]){20000, 384}, 1.0, 72);
+    in[1] = gpu_randn(1, (int64_t[]){384}, 1.0, 73);
+    gpu_check_both("add bias [384], 20000 rows", add_of, NULL, 2, in);
     ln_tensor_free(in[0]);
     ln_tensor_free(in[1]);
 }
@@ -155,6 +166,9 @@ static void concat_last_matches_cpu(void **state) {
 static ln_tensor *gelu_of(ln_tensor *const *in, void *ctx) { return ln_gelu(in[0]); }
 static ln_tensor *swiglu_of(ln_tensor *const *in, void *ctx) { return ln_swiglu(in[0], in[1]); }
 static ln_tensor *logsigmoid_of(ln_tensor *const *in, void *ctx) { return ln_logsigmoid(in[0]); }
+static ln_tensor *logsigmoid_scaled_of(ln_tensor *const *in, void *ctx) {
+    return ln_logsigmoid_scaled(in[0], *(const double *)ctx);
+}
 
 static void activations_match_cpu(void **state) {
     NEED_GPU();
@@ -163,6 +177,11 @@ static void activations_match_cpu(void **state) {
     ln_tensor_free(x);
     x = gpu_randn(2, (int64_t[]){37, 130}, 6.0, 83); /* wide: both tails of the stable form */
     gpu_check_both("logsigmoid", logsigmoid_of, NULL, 1, &x);
+    const double scale = 1.0 / 16; /* GLA's log decay */
+    gpu_check_both("logsigmoid scaled", logsigmoid_scaled_of, (void *)&scale, 1, &x);
+    ln_tensor_free(x);
+    x = gpu_randn(2, (int64_t[]){37, 128}, 6.0, 84); /* whole 16-byte packs: the packed kernels */
+    gpu_check_both("logsigmoid scaled, packs", logsigmoid_scaled_of, (void *)&scale, 1, &x);
     ln_tensor_free(x);
     ln_tensor *in[2] = {gpu_randn(3, (int64_t[]){3, 37, 67}, 2.0, 81), gpu_randn(3, (int64_t[]){3, 37, 67}, 1.0, 82)};
     gpu_check_both("swiglu", swiglu_of, NULL, 2, in);
