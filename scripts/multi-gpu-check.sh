@@ -4,6 +4,8 @@
 # mpirun on two at the same global batch (small buckets, so several all-reduces overlap the
 # backward; then once more with two micro-steps and the default bucket size), and compares the
 # per-step losses (relative 2e-2): a table, tokens/s of each run, then PASS or FAIL.
+# SCALING=RECIPE then times that recipe on one GPU and on two with the same sequences per GPU
+# (SCALING_BATCH of them, default 32): tokens/s of each and the scaling efficiency.
 # Logs go to $OUT (or ./multi-gpu-logs).
 # Usage there: bash scripts/multi-gpu-check.sh   (unpacks .deps itself when it was carried)
 # DEVICE=cpu runs the same comparison on the CPU (MPI path): a dry run of the script itself.
@@ -83,6 +85,17 @@ awk -v tol="$tol" -v steps="$steps" '
 for name in one two two_accum; do
   awk -v name="$name" '$1 >= 3 { sum += $3; n++ } END { if (n) printf "tokens/s %-10s %10.0f (mean of steps 3-%d)\n", name, sum / n, $1 }' "$out/$name.txt"
 done | tee "$out/throughput.txt"
+
+if [ -n "${SCALING:-}" ]; then # weak scaling: the per-GPU batch fixed, the global one doubled
+  per_gpu=${SCALING_BATCH:-32}
+  dev=(--set train.device=$device --set eval.every=0 --set ckpt.every=0)
+  t1=$(bench/linnet_tps.sh "$SCALING" 20 "${dev[@]}" --set train.batch_size="$per_gpu" | awk '/tok\/s$/ { print $2 }')
+  t2=$(LINNET_LAUNCH="${mpi[*]}" bench/linnet_tps.sh "$SCALING" 20 "${dev[@]}" \
+         --set train.batch_size=$((2 * per_gpu)) | awk '/tok\/s$/ { print $2 }')
+  awk -v a="$t1" -v b="$t2" -v r="$SCALING" -v n="$per_gpu" 'BEGIN {
+    printf "scaling %s, %d sequences a rank (one GPU each): 1 rank %s tokens/s, 2 ranks %s, efficiency %.2f\n", r, n, a, b, b / (2 * a) }' |
+    tee "$out/scaling.txt"
+fi
 
 if [ $status -eq 0 ]; then echo "PASS: 2-GPU losses match 1 GPU within $tol"; else echo "FAIL (logs in $out)"; fi
 exit $status
