@@ -73,6 +73,16 @@ __device__ __forceinline__ void wait() {
 // Shared memory written by this thread's ordinary (or cp.async) stores, made visible to the
 // tensor cores' reads (the async proxy); a barrier after it covers the other threads' writes.
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+
+// A stage of cp.async tiles ready for every thread and the tensor cores: all committed groups but
+// the newest landed (more: the next stage's group is in flight) or all of them, then the fence and
+// the CTA's barrier.
+__device__ __forceinline__ void stage_ready(bool more) {
+    if (more) ln_mma::cp_async_wait<1>();
+    else ln_mma::cp_async_wait<0>();
+    fence_proxy_async(); // this thread's copies, for the tensor cores; the barrier, everyone's
+    __syncthreads();
+}
 #endif
 
 // Keeps the compiler from moving accesses of accumulators across an asynchronous MMA.

@@ -66,12 +66,8 @@ __global__ void __launch_bounds__(2 * Br, Br == 64 ? 2 : 1) fa_fwd_wgmma_kernel(
             load_tile_sw128<Bc, D, kThreads>(sK + (sg ^ 1) * kTile, gk, kstride, (j + 1) * Bc, p.S, tid);
             load_tile_sw128<Bc, D, kThreads>(sV + (sg ^ 1) * kTile, gv, kstride, (j + 1) * Bc, p.S, tid);
             cp_async_commit();
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
         }
-        fence_proxy_async(); // this thread's copies, for the tensor cores; the barrier, everyone's
-        __syncthreads();
+        stage_ready(j + 1 < nkb);
         const int n0 = j * Bc;
         const bool need_mask = n0 + Bc > p.S || (p.causal && n0 + Bc - 1 > m0 + off);
 
