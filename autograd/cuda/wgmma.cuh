@@ -54,8 +54,9 @@ __device__ __forceinline__ uint64_t desc_kmajor(uint32_t tile, int row0, int ks)
     return desc_sw128(tile + (ks >> 2) * (ROWS * 128) + row0 * 128 + (ks & 3) * 32, 16, 1024);
 }
 
-// MN-major operand (B [K][N], N contiguous: a [ROWS = K][D = N] tile): k rows k0.. (a multiple of
-// 8), all of N: 64-column panels ROWS * 128 bytes apart (leading), 8-row groups 1024 (stride).
+// MN-major operand (B [K][N] with N contiguous, or A [K][M] with M contiguous: a [ROWS = K][D = N or
+// M] tile): k rows k0.. (a multiple of 8), all of N (M): 64-column panels ROWS * 128 bytes apart
+// (leading), 8-row groups 1024 (stride). One panel's N (M) starts at its panel's address.
 template <int ROWS>
 __device__ __forceinline__ uint64_t desc_mnmajor(uint32_t tile, int k0) {
     return desc_sw128(tile + k0 * 128, ROWS * 128, 1024);
@@ -98,6 +99,8 @@ template <int N>
 __device__ void mma_ss(float (&d)[N / 8][4], uint64_t a, uint64_t b, bool accumulate);
 template <int N>
 __device__ void mma_rs_t(float (&d)[N / 8][4], const uint32_t (&a)[4], uint64_t b, bool accumulate);
+template <int N>
+__device__ void mma_ss_tt(float (&d)[N / 8][4], uint64_t a, uint64_t b, bool accumulate);
 
 #ifdef LN_WGMMA
 // The operand lists of the accumulators: n-tiles i.. of d, four floats each.
@@ -152,7 +155,27 @@ __device__ __forceinline__ void mma_rs_t<128>(float (&d)[16][4], const uint32_t 
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"((int)accumulate));
 }
 
+// d (+)= A B: A [64 x 16] and B [16 x 64] from shared memory, both MN-major (trans-a: A stored
+// [k][m], m contiguous; trans-b: B stored [k][n], n contiguous).
+template <>
+__device__ __forceinline__ void mma_ss_tt<64>(float (&d)[8][4], uint64_t a, uint64_t b, bool accumulate) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {" LN_WGMMA_R32 "}, "
+                 "%32, %33, p, 1, 1, 1, 1;\n}\n"
+                 : LN_WGMMA_ACC32(d)
+                 : "l"(a), "l"(b), "r"((int)accumulate));
+}
 #endif
+
+// Keeps the registers of A fragments live (and unmoved) until this point: after the wait for an
+// asynchronous MMA that reads them, so the compiler cannot reuse them while it runs.
+template <int R>
+__device__ __forceinline__ void keep_fragments(uint32_t (&a)[R][4]) {
+#pragma unroll
+    for (int i = 0; i < R; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) asm volatile("" : "+r"(a[i][j])::"memory");
+}
 
 } // namespace ln_wgmma
 

@@ -40,22 +40,6 @@ namespace {
 
 using namespace ln_attn;
 
-__device__ __forceinline__ void atomic_add2(float *dst, float a, float b) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    atomicAdd(reinterpret_cast<float2 *>(dst), make_float2(a, b));
-#else
-    atomicAdd(dst, a);
-    atomicAdd(dst + 1, b);
-#endif
-}
-
-// dst[0..1] += (a, b) on bf16 storage.
-__device__ __forceinline__ void add_bf16x2(bf16 *dst, float a, float b) {
-    __nv_bfloat162 old = *reinterpret_cast<__nv_bfloat162 *>(dst);
-    *reinterpret_cast<__nv_bfloat162 *>(dst) =
-        __floats2bfloat162_rn(__low2float(old) + a, __high2float(old) + b);
-}
-
 // ---------------------------------------------------------------------------------------------
 // Fast forward
 // ---------------------------------------------------------------------------------------------
@@ -353,38 +337,20 @@ __global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_bwd_kernel(AttnPa
     float *sDl = sL + NS * Br;                              // [NS][Br] delta
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, tg = lane & 3;
 
-    // blockIdx.x -> (kv-block, kv head, batch), heads in groups sharing their Q, dO and dQ scratch
-    // in L2, the first (heaviest under causal) kv-blocks first
-    const long long heads = (long long)p.B * p.Hkv;
-    const int nkb = (p.S + Bc - 1) / Bc;
-    int kb;
-    long long bh;
-    grid_map(blockIdx.x, nkb, heads, p.bwd_group, kb, bh);
-    const int hk = (int)(bh % p.Hkv), b = (int)(bh / p.Hkv);
-    const int n0 = kb * Bc, off = p.S - p.T;
-    const int qb0 = p.causal ? max(0, n0 - off) / Br : 0;
-    const int nq = (p.T + Br - 1) / Br - qb0, iters = p.group * nq;
-
-    const long long qstride = (long long)p.Hq * D, kstride = (long long)p.Hkv * D;
-    const bf16 *gk = (const bf16 *)p.k + ((long long)b * p.S * p.Hkv + hk) * D;
-    const bf16 *gv = (const bf16 *)p.v + ((long long)b * p.S * p.Hkv + hk) * D;
+    // the CTA's kv-block and steps, heads in groups sharing their Q, dO and dQ scratch in L2
+    const BwdBlock<D> bb(p, Br, Bc);
+    const int hk = bb.hk, b = bb.b, n0 = bb.n0, off = p.S - p.T, iters = bb.iters;
+    const long long qstride = bb.qstride, kstride = bb.kstride;
+    const bf16 *gk = bb.k, *gv = bb.v;
     const float sl2 = p.scale * kLog2e;
 
     auto load_q = [&](int it, int sg) {
-        const int h = hk * p.group + it / nq, m0 = (qb0 + it % nq) * Br;
-        const long long base = ((long long)b * p.T * p.Hq + h) * D;
+        int h, m0;
+        bb.step(it, h, m0);
+        const long long base = bb.q_base(h);
         load_tile<Br, D, NT>(sQ + sg * Br * LD, (const bf16 *)p.q + base, qstride, m0, p.T, tid);
         load_tile<Br, D, NT>(sdO + sg * Br * LD, (const bf16 *)p.dout + base, qstride, m0, p.T, tid);
-        // lse and delta by 4-byte cp.async with the step's other tiles (no thread waits on a global
-        // load before its step). Rows past T read 0 and 0: their Q and dO are zero, so P = 1 and
-        // dS = 0 there and P^T dO = 0: nothing reaches dK, dV (and their dQ is never stored).
-        static_assert(2 * Br <= NT && (Br & (Br - 1)) == 0, "lse/delta: one thread per value");
-        if (tid < 2 * Br) {
-            const int r = tid & (Br - 1), t = m0 + r;
-            const long long i = ((long long)b * p.Hq + h) * p.T + (t < p.T ? t : 0);
-            if (tid < Br) cp_async4(smem_u32(sL + sg * Br + r), p.lse + i, t < p.T);
-            else cp_async4(smem_u32(sDl + sg * Br + r), p.delta + i, t < p.T);
-        }
+        load_lse_delta<Br, NT>(sL + sg * Br, sDl + sg * Br, p, b, h, m0, tid);
     };
 
     load_tile<Bc, D, NT>(sK, gk, kstride, n0, p.S, tid);
@@ -410,7 +376,8 @@ __global__ void __launch_bounds__(Cfg::NT, Cfg::kMinBlocks) fa_bwd_kernel(AttnPa
             cp_async_wait<0>();
         }
         __syncthreads(); // data of step it ready; P, dS of step it - 1 consumed
-        const int h = hk * p.group + it / nq, m0 = (qb0 + it % nq) * Br;
+        int h, m0;
+        bb.step(it, h, m0);
         const bool need_mask = n0 + Bc > p.S || (p.causal && n0 + Bc - 1 > m0 + off);
         bwd_tile<Cfg>(dk, dv, sK, sV, sQ + sg * Br * LD, sdO + sg * Br * LD, sP, sdS, sL + sg * Br,
                                sDl + sg * Br, m0, n0, b, h, need_mask, p, sl2, warp, lane);
@@ -868,7 +835,9 @@ extern "C" int ln_attention_backward_cuda(ln_node *n) {
             if (!acc) return LN_ERR;
             p.dq_acc = (float *)acc->data;
         }
-        int status = p.D == 64 ? fast_backward<64>(p) : fast_backward<128>(p);
+        int status = backward_wgmma_available(p.D) ? backward_wgmma(p)
+                     : p.D == 64                   ? fast_backward<64>(p)
+                                                   : fast_backward<128>(p);
         if (status) return status;
         if (need_q) {
             long long nel = q->numel;

@@ -69,6 +69,72 @@ struct FwdBlock {
     }
 };
 
+// A backward CTA's work: blockIdx.x -> (kv-block of Bc keys, kv head hk, batch b), grouped by
+// grid_map with kv-block 0 (the heaviest under causal) first; its first key n0 and its steps: for
+// each query head of the group, the q-blocks of Br rows that see any of its keys (step()).
+template <int D>
+struct BwdBlock {
+    int hk, b, n0, qb0, nq, iters;
+    long long qstride, kstride;
+    const bf16 *k, *v;
+    int group, Br, T;
+    __device__ __forceinline__ BwdBlock(const AttnParams &p, int Br_, int Bc) : group(p.group), Br(Br_), T(p.T) {
+        const int nkb = (p.S + Bc - 1) / Bc;
+        int kb;
+        long long bh;
+        grid_map(blockIdx.x, nkb, (long long)p.B * p.Hkv, p.bwd_group, kb, bh);
+        hk = (int)(bh % p.Hkv);
+        b = (int)(bh / p.Hkv);
+        n0 = kb * Bc;
+        qb0 = p.causal ? max(0, n0 - (p.S - p.T)) / Br : 0;
+        nq = (p.T + Br - 1) / Br - qb0;
+        iters = group * nq;
+        qstride = (long long)p.Hq * D;
+        kstride = (long long)p.Hkv * D;
+        k = (const bf16 *)p.k + ((long long)b * p.S * p.Hkv + hk) * D;
+        v = (const bf16 *)p.v + ((long long)b * p.S * p.Hkv + hk) * D;
+    }
+    // step it -> (query head h, first query row m0)
+    __device__ __forceinline__ void step(int it, int &h, int &m0) const {
+        h = hk * group + it / nq;
+        m0 = (qb0 + it % nq) * Br;
+    }
+    // offset of (batch b, query row 0, head h) in q and dout
+    __device__ __forceinline__ long long q_base(int h) const { return (long long)b * qstride * T + (long long)h * D; }
+};
+
+// lse and delta of query rows m0.. (Br of them) of head h into shared memory, by 4-byte cp.async
+// with the step's other tiles (no thread waits on a global load before its step). Rows past T read
+// 0 and 0: their Q and dO are zero, so P = 1 and dS = 0 there and P^T dO = 0: nothing reaches dK,
+// dV (and their dQ is never stored).
+template <int Br, int NT>
+__device__ __forceinline__ void load_lse_delta(float *sL, float *sDl, const AttnParams &p, int b, int h, int m0,
+                                               int tid) {
+    static_assert(2 * Br <= NT && (Br & (Br - 1)) == 0, "lse/delta: one thread per value");
+    if (tid < 2 * Br) {
+        const int r = tid & (Br - 1), t = m0 + r;
+        const long long i = ((long long)b * p.Hq + h) * p.T + (t < p.T ? t : 0);
+        if (tid < Br) cp_async4(smem_u32(sL + r), p.lse + i, t < p.T);
+        else cp_async4(smem_u32(sDl + r), p.delta + i, t < p.T);
+    }
+}
+
+__device__ __forceinline__ void atomic_add2(float *dst, float a, float b) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    atomicAdd(reinterpret_cast<float2 *>(dst), make_float2(a, b));
+#else
+    atomicAdd(dst, a);
+    atomicAdd(dst + 1, b);
+#endif
+}
+
+// dst[0..1] += (a, b) on bf16 storage.
+__device__ __forceinline__ void add_bf16x2(bf16 *dst, float a, float b) {
+    __nv_bfloat162 old = *reinterpret_cast<__nv_bfloat162 *>(dst);
+    *reinterpret_cast<__nv_bfloat162 *>(dst) =
+        __floats2bfloat162_rn(__low2float(old) + a, __high2float(old) + b);
+}
+
 // Per-warp forward state: O accumulators and the running max (log2 units) and partial row sums.
 template <int D, int MT>
 struct FwdState {
@@ -157,10 +223,15 @@ __device__ __forceinline__ void fwd_store(FwdState<D, MT> &st, const AttnParams 
         }
 }
 
-// The sm_90a forward (attention_wgmma.cu), bf16, D = 64 or 128: whether this device and build
-// have it, and its launch.
+// The sm_90a kernels: whether this device is an sm_90 one and the build holds their sm_90a image
+// (attention_wgmma.cu); the forward (there), bf16, D = 64 or 128, and the backward
+// (attention_wgmma_bwd.cu), bf16, D = 128: whether each is chosen (LINNET_ATTN_FWD / _BWD=mma pick
+// the mma.sync kernels instead), and their launches.
+bool wgmma_image_available();
 bool forward_wgmma_available(int D);
 int forward_wgmma(const AttnParams &p);
+bool backward_wgmma_available(int D);
+int backward_wgmma(const AttnParams &p);
 
 } // namespace ln_attn
 

@@ -2,14 +2,16 @@
 // algorithm, grid order, softmax and results layout as attention.cu's mma.sync forward (which stays
 // the kernel for other GPUs and the reference this one is tested against), with the two products
 // issued a warpgroup at a time from shared memory:
-//   one CTA per (q-block of 128, head, batch), 2 warpgroups of 64 query rows; kv blocks of 128,
+//   one CTA per (q-block of Br, head, batch), a warpgroup per 64 query rows; kv blocks of Bc,
 //   double-buffered by cp.async into 128-byte-swizzled tiles (wgmma.cuh);
-//   S = Q K^T: m64n128k16 per 16 of D, Q and K from shared memory (both K-major);
+//   S = Q K^T: m64nBck16 per 16 of D, Q and K from shared memory (both K-major);
 //   mask + online softmax in registers (fwd_softmax, attention_common.cuh), P packed to bf16 A
 //   fragments; O += P V: m64nDk16 per 16 keys, P from registers, V from shared memory MN-major.
 // Every wgmma group is waited for before its results are read, and the CTA's barriers keep its
-// warpgroups in step, so the tensor cores wait during the softmax (what FA3's warpgroup ping-pong
-// removes); smaller tiles with two CTAs an SM let one CTA's softmax overlap the other's products.
+// warpgroups in step, so a CTA's tensor cores wait during its softmax (what FA3's warpgroup
+// ping-pong removes); the tiles kept (Br = Bc = 64, one warpgroup, two CTAs an SM: measured against
+// Br = Bc = 128 with two warpgroups, docs/attention-kernel.md) let one CTA's softmax overlap the
+// other's products.
 #include "autograd/cuda/wgmma.cuh"
 #include "autograd/ops/attention_common.cuh"
 
@@ -117,15 +119,15 @@ int launch_wgmma(const AttnParams &p) {
     return LN_OK;
 }
 
-// The tiles (variant): one CTA of one warpgroup per 64 query rows, kv blocks of 64, two CTAs an SM
+// The tiles: one CTA of one warpgroup per 64 query rows, kv blocks of 64, two CTAs an SM
 // (80 KB of shared memory each at D = 128), so one's softmax can overlap the other's products.
 constexpr int kBr = 64, kBc = 64;
 
 } // namespace
 
-// The device is an sm_90 one and this build holds the sm_90a image of the kernel (its binary
-// version then reads 90); LINNET_ATTN_FWD=mma picks the mma.sync forward instead.
-bool forward_wgmma_available(int D) {
+// The device is an sm_90 one and this build holds the sm_90a image of the kernels (their binary
+// version then reads 90).
+bool wgmma_image_available() {
     static int available = -1;
     if (available < 0) {
         int dev = 0, major = 0, minor = 0;
@@ -138,8 +140,13 @@ bool forward_wgmma_available(int D) {
                     attr.binaryVersion == 90;
         cudaGetLastError(); // a failed query above is an answer, not an error to report later
     }
+    return available;
+}
+
+// LINNET_ATTN_FWD=mma picks the mma.sync forward instead.
+bool forward_wgmma_available(int D) {
     const char *pick = getenv("LINNET_ATTN_FWD");
-    return available && (D == 64 || D == 128) && !(pick && strcmp(pick, "mma") == 0);
+    return (D == 64 || D == 128) && wgmma_image_available() && !(pick && strcmp(pick, "mma") == 0);
 }
 
 int forward_wgmma(const AttnParams &p) {

@@ -1,7 +1,8 @@
-/* The attention kernels (attention.cu, attention_wgmma.cu) against the CPU reference (attention.c),
- * forward and backward: the bf16 tensor-core path (D = 64, 128) on awkward lengths (not multiples
- * of the tiles), causal with S > T, non-causal, GQA, its forward both on wgmma (on Hopper, the
- * default there) and on mma.sync (LINNET_ATTN_FWD=mma, every other GPU's); the f32 generic path
+/* The attention kernels (attention.cu, attention_wgmma.cu, attention_wgmma_bwd.cu) against the CPU
+ * reference (attention.c), forward and backward: the bf16 tensor-core path (D = 64, 128) on awkward
+ * lengths (not multiples of the tiles), causal with S > T, non-causal, GQA, both on wgmma (on
+ * Hopper, the default there: the forward at D = 64 and 128, the backward at 128) and on mma.sync
+ * (LINNET_ATTN_FWD=mma LINNET_ATTN_BWD=mma, every other GPU's kernels); the f32 generic path
  * (any D); inputs that need no gradient; a grid of more than 65535 heads; and the forward repeating
  * bit for bit. */
 #include <setjmp.h>
@@ -70,14 +71,16 @@ static void bf16_fast_path_matches_cpu(void **state) {
     }
 }
 
-/* the same cases with the mma.sync forward where the wgmma one is the default (elsewhere: again) */
-static void bf16_mma_sync_forward_matches_cpu(void **state) {
+/* the same cases with the mma.sync kernels where the wgmma ones are the default (elsewhere: again) */
+static void bf16_mma_sync_kernels_match_cpu(void **state) {
     NEED_GPU();
     setenv("LINNET_ATTN_FWD", "mma", 1);
+    setenv("LINNET_ATTN_BWD", "mma", 1);
     bf16_fast_path_matches_cpu(state);
     check_scaled("attn scale<0", (shape){2, 77, 90, 4, 2, 128, true}, LN_BF16, 7, 3600, -0.07);
     check("attn long", (shape){1, 1024, 1024, 2, 2, 128, true}, LN_BF16, 7, 3610);
     unsetenv("LINNET_ATTN_FWD");
+    unsetenv("LINNET_ATTN_BWD");
 }
 
 static void f32_generic_path_matches_cpu(void **state) {
@@ -170,7 +173,7 @@ static void forward_repeats_bit_for_bit(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(bf16_fast_path_matches_cpu),
-        cmocka_unit_test(bf16_mma_sync_forward_matches_cpu),
+        cmocka_unit_test(bf16_mma_sync_kernels_match_cpu),
         cmocka_unit_test(f32_generic_path_matches_cpu),
         cmocka_unit_test(only_some_inputs_need_grads),
         cmocka_unit_test(negative_scale),
