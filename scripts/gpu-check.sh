@@ -3,6 +3,8 @@
 # suite (the GPU ones compare each kernel with the CPU path), compute-sanitizer memcheck on the
 # kernel suites, and the benchmarks. Logs go to $OUT (or ./gpu-logs).
 # Usage there: . .deps/unpack-debs.sh; bash scripts/gpu-check.sh [--bench | --bench-attention | --bench-train]
+# SKIP_CPU=1 leaves out the CPU suites (CI runs them); SKIP_MEMCHECK=1 the memcheck; MEMCHECK="test_gpu_attention
+# test_gpu_gla" memchecks only the suites named.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-gpu-logs}
@@ -12,16 +14,19 @@ mkdir -p "$out"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/env.txt"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release > "$out/cmake.txt" 2>&1 || { tail -30 "$out/cmake.txt"; exit 1; }
 cmake --build build -j 16 > "$out/build.txt" 2>&1 || { grep -E "error" "$out/build.txt" | head -30; exit 1; }
-(cd build && ctest --output-on-failure -j 4 -LE gpu) > "$out/ctest-cpu.txt" 2>&1; tail -3 "$out/ctest-cpu.txt"
+[ -n "${SKIP_CPU:-}" ] || { (cd build && ctest --output-on-failure -j 4 -LE gpu) > "$out/ctest-cpu.txt" 2>&1; tail -3 "$out/ctest-cpu.txt"; }
 # suites that start the binary find it as ctest would tell them
 export LINNET_BIN=$PWD/build/linnet LINNET_SOURCE_DIR=$PWD
 for t in build/tests/test_gpu_*; do
-  echo "== $t"; "$t" 2>&1 | grep -vE '^\[ (RUN|      OK) ' | tee -a "$out/gpu-tests.txt" | grep -E "rel. error .* > |FAILED|PASSED|ERROR|skip" | head -40
+  t0=$SECONDS; echo "== $t"
+  timeout 300 "$t" 2>&1 | grep -vE '^\[ (RUN|      OK) ' | tee -a "$out/gpu-tests.txt" | grep -E "rel. error .* > |FAILED|PASSED|ERROR|skip" | head -40
+  echo "   ($((SECONDS - t0)) s, rc ${PIPESTATUS[0]})"
 done
 if [ -z "${SKIP_MEMCHECK:-}" ] && command -v compute-sanitizer >/dev/null; then
   # every kernel suite (the training suite is left out: it runs whole models, too slow under memcheck)
   for t in build/tests/test_gpu_*; do
     case "$t" in *test_gpu_train*) continue ;; esac
+    [ -z "${MEMCHECK:-}" ] || case " $MEMCHECK " in *" $(basename "$t") "*) ;; *) continue ;; esac
     timeout 300 compute-sanitizer --tool memcheck --leak-check no "$t" > "$out/memcheck-$(basename "$t").txt" 2>&1
     echo "memcheck $(basename "$t"): $(grep -E 'ERROR SUMMARY' "$out/memcheck-$(basename "$t").txt")"
   done
