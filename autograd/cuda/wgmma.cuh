@@ -118,14 +118,19 @@ __device__ void mma_ss_tt(float (&d)[N / 8][4], uint64_t a, uint64_t b, bool acc
     LN_WGMMA_R32 ", %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, " \
                  "%50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
 
+// d (+)= A B, m64n64k16, A and B from shared memory; TRANS: the PTX trans-a, trans-b immediates
+// ("0, 0": both K-major; "1, 1": both MN-major).
+#define LN_WGMMA_SS_N64(d, a, b, accumulate, TRANS)                                               \
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                     \
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {" LN_WGMMA_R32 "}, "         \
+                 "%32, %33, p, 1, 1, " TRANS ";\n}\n"                                               \
+                 : LN_WGMMA_ACC32(d)                                                               \
+                 : "l"(a), "l"(b), "r"((int)(accumulate)))
+
 // d (+)= A B: A [64 x 16] and B [16 x N] from shared memory, both K-major.
 template <>
 __device__ __forceinline__ void mma_ss<64>(float (&d)[8][4], uint64_t a, uint64_t b, bool accumulate) {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {" LN_WGMMA_R32 "}, "
-                 "%32, %33, p, 1, 1, 0, 0;\n}\n"
-                 : LN_WGMMA_ACC32(d)
-                 : "l"(a), "l"(b), "r"((int)accumulate));
+    LN_WGMMA_SS_N64(d, a, b, accumulate, "0, 0");
 }
 template <>
 __device__ __forceinline__ void mma_ss<128>(float (&d)[16][4], uint64_t a, uint64_t b, bool accumulate) {
@@ -159,11 +164,7 @@ __device__ __forceinline__ void mma_rs_t<128>(float (&d)[16][4], const uint32_t 
 // [k][m], m contiguous; trans-b: B stored [k][n], n contiguous).
 template <>
 __device__ __forceinline__ void mma_ss_tt<64>(float (&d)[8][4], uint64_t a, uint64_t b, bool accumulate) {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {" LN_WGMMA_R32 "}, "
-                 "%32, %33, p, 1, 1, 1, 1;\n}\n"
-                 : LN_WGMMA_ACC32(d)
-                 : "l"(a), "l"(b), "r"((int)accumulate));
+    LN_WGMMA_SS_N64(d, a, b, accumulate, "1, 1");
 }
 #endif
 
