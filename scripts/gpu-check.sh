@@ -2,7 +2,7 @@
 # On the lent GPU machine (device tool): unpack the carried .deps, build with CUDA, run every test
 # suite (the GPU ones compare each kernel with the CPU path), compute-sanitizer memcheck on the
 # kernel suites, and the benchmarks. Logs go to $OUT (or ./gpu-logs).
-# Usage there: . .deps/unpack-debs.sh; bash scripts/gpu-check.sh [--bench | --bench-attention | --bench-train]
+# Carry .deps and data/corpus. Usage there: . .deps/unpack-debs.sh; bash scripts/gpu-check.sh [--bench | --bench-attention | --bench-train]
 # SKIP_CPU=1 leaves out the CPU suites (CI runs them); SKIP_MEMCHECK=1 the memcheck; MEMCHECK="test_gpu_attention
 # test_gpu_gla" memchecks only the suites named.
 set -uo pipefail
@@ -12,6 +12,7 @@ mkdir -p "$out"
 # the carried .pc files say prefix=/usr; point them at where the .debs were unpacked
 . scripts/device-deps.sh # the carried .debs
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/env.txt"
+[ -f data/corpus/kjv.txt ] || echo "gpu-check: data/corpus/kjv.txt is missing (carry data/corpus): test_gpu_train needs it"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release > "$out/cmake.txt" 2>&1 || { tail -30 "$out/cmake.txt"; exit 1; }
 cmake --build build -j 16 > "$out/build.txt" 2>&1 || { grep -E "error" "$out/build.txt" | head -30; exit 1; }
 [ -n "${SKIP_CPU:-}" ] || { (cd build && ctest --output-on-failure -j 4 -LE gpu) > "$out/ctest-cpu.txt" 2>&1; tail -3 "$out/ctest-cpu.txt"; }
