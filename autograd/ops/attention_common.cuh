@@ -225,7 +225,7 @@ __device__ __forceinline__ void fwd_store(FwdState<D, MT> &st, const AttnParams 
 
 // The sm_90a kernels: whether this device is an sm_90 one and the build holds their sm_90a image
 // (attention_wgmma.cu); the forward (there), bf16, D = 64 or 128, and the backward
-// (attention_wgmma_bwd.cu), bf16, D = 128: whether each is chosen (LINNET_ATTN_FWD / _BWD=mma pick
+// (attention_wgmma_bwd.cu), bf16, D = 64 or 128: whether each is chosen (LINNET_ATTN_FWD / _BWD=mma pick
 // the mma.sync kernels instead), and their launches.
 bool wgmma_image_available();
 bool forward_wgmma_available(int D);
