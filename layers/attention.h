@@ -4,6 +4,7 @@
 #define LN_ATTENTION_H
 
 #include "autograd/ops.h"
+#include "layers/linear.h"
 #include "layers/params.h"
 #include "recipes/config.h"
 
@@ -11,8 +12,9 @@ typedef struct ln_attention_kind {
     const char *name;
     /* Checks the kind's recipe keys (messages name them), or NULL when it has none. */
     int (*check)(const ln_model_config *cfg);
-    /* Adds the kind's parameters under prefix and returns its state (or NULL + message). */
-    void *(*create)(ln_params *params, const char *prefix, const ln_model_config *cfg);
+    /* Adds the kind's parameters at site (its prefix, "layers.3.attn") and returns its state (or
+     * NULL + message). Projections are ln_linear's, of the kinds the recipe gives them. */
+    void *(*create)(const ln_linear_site *site);
     /* x [B, T, d_model] -> [B, T, d_model], causal. */
     ln_tensor *(*forward)(void *state, ln_tensor *x);
     void (*destroy)(void *state);

@@ -7,7 +7,6 @@
  * exp(g) near 1 at initialisation (exp(log(1/2) / 16) ~ 0.96), so memories start long. */
 #include <stdlib.h>
 
-#include "autograd/autocast.h"
 #include "autograd/error.h"
 #include "layers/attention.h"
 #include "layers/linear_mixer.h"
@@ -15,8 +14,9 @@
 typedef struct {
     bool per_head;            /* simple_gla */
     ln_linear_mixer mix;
-    ln_tensor *gk_down, *gk_up; /* gla: [r, d], [H * head_k, r]; simple_gla: gk_up NULL, gk_down [H, d] */
-    ln_tensor *gk_bias;       /* [H * head_k] or [H] */
+    /* the decay's logits: gla x gk_down^T gk_up^T + gk_bias ([r, d], [H * head_k, r]);
+     * simple_gla x gk_proj^T + gk_bias ([H, d]), in gk alone */
+    ln_linear gk, gk_up;
     double normalizer;
 } gla_attention;
 
@@ -37,7 +37,16 @@ static int simple_gla_check(const ln_model_config *cfg) {
     return ln_linear_mixer_check(cfg, &o);
 }
 
-static void *create(ln_params *params, const char *prefix, const ln_model_config *cfg, bool per_head) {
+static void destroy(void *state) {
+    gla_attention *a = state;
+    ln_linear_mixer_free(&a->mix);
+    ln_linear_free(&a->gk);
+    ln_linear_free(&a->gk_up);
+    free(a);
+}
+
+static void *create(const ln_linear_site *site, bool per_head) {
+    const ln_model_config *cfg = site->cfg;
     gla_attention *a = calloc(1, sizeof *a);
     if (!a) {
         ln_fail("attention: out of host memory");
@@ -47,41 +56,35 @@ static void *create(ln_params *params, const char *prefix, const ln_model_config
     const ln_gla_config *g = per_head ? &cfg->simple_gla : &cfg->gla;
     a->normalizer = g->gate_logit_normalizer;
     ln_linear_mixer_opts o = opts_of(cfg, per_head);
-    int status = ln_linear_mixer_create(&a->mix, params, prefix, cfg, &o);
+    int status = ln_linear_mixer_create(&a->mix, site, &o);
     if (status == LN_OK) {
         int64_t d = cfg->d_model, H = a->mix.n_heads, kw = H * a->mix.head_k, r = g->gate_low_rank_dim;
-        if (per_head) {
-            a->gk_down = ln_params_add(params, prefix, "gk_proj", 2, (int64_t[]){H, d}, LN_INIT_NORMAL, true);
-            a->gk_bias = ln_params_add(params, prefix, "gk_bias", 1, (int64_t[]){H}, LN_INIT_ZEROS, false);
-        } else {
-            a->gk_down = ln_params_add(params, prefix, "gk_down", 2, (int64_t[]){r, d}, LN_INIT_NORMAL, true);
-            a->gk_up = ln_params_add(params, prefix, "gk_up", 2, (int64_t[]){kw, r}, LN_INIT_NORMAL, true);
-            a->gk_bias = ln_params_add(params, prefix, "gk_bias", 1, (int64_t[]){kw}, LN_INIT_ZEROS, false);
-        }
-        status = !a->gk_down || (!per_head && !a->gk_up) || !a->gk_bias
-                     ? LN_ERR
-                     : ln_linear_mixer_create_output(&a->mix, params, prefix, cfg->d_model);
+        if (per_head)
+            status = ln_linear_create(&a->gk, site, &(ln_linear_spec){"attn.gk", "gk_proj", "gk_bias", H, d, LN_INIT_NORMAL});
+        else
+            status = ln_linear_create(&a->gk, site, &(ln_linear_spec){"attn.gk.down", "gk_down", NULL, r, d, LN_INIT_NORMAL}) ||
+                             ln_linear_create(&a->gk_up, site,
+                                              &(ln_linear_spec){"attn.gk.up", "gk_up", "gk_bias", kw, r, LN_INIT_NORMAL})
+                         ? LN_ERR
+                         : LN_OK;
     }
+    if (status == LN_OK) status = ln_linear_mixer_create_output(&a->mix, site);
     if (status != LN_OK) {
-        free(a);
+        destroy(a);
         return NULL;
     }
     return a;
 }
 
-static void *gla_create(ln_params *params, const char *prefix, const ln_model_config *cfg) {
-    return create(params, prefix, cfg, false);
-}
+static void *gla_create(const ln_linear_site *site) { return create(site, false); }
 
-static void *simple_gla_create(ln_params *params, const char *prefix, const ln_model_config *cfg) {
-    return create(params, prefix, cfg, true);
-}
+static void *simple_gla_create(const ln_linear_site *site) { return create(site, true); }
 
 /* The log decay g <= 0: [B, T, H, head_k] (gla) or [B, T, H] (simple_gla). */
 static ln_tensor *log_decay(const gla_attention *a, ln_tensor *x) {
-    ln_tensor *logits = ln_matmul(x, ln_weight(a->gk_down), false, true);
-    if (!a->per_head) logits = ln_matmul(logits, ln_weight(a->gk_up), false, true);
-    ln_tensor *g = ln_logsigmoid_scaled(ln_add(logits, ln_weight(a->gk_bias)), 1.0 / a->normalizer);
+    ln_tensor *logits = ln_linear_forward(&a->gk, x);
+    if (!a->per_head) logits = ln_linear_forward(&a->gk_up, logits);
+    ln_tensor *g = ln_logsigmoid_scaled(logits, 1.0 / a->normalizer);
     return a->per_head ? g : ln_split_heads(g, a->mix.n_heads);
 }
 
@@ -101,7 +104,7 @@ const ln_attention_kind ln_attention_gla = {
     .check = gla_check,
     .create = gla_create,
     .forward = forward,
-    .destroy = free,
+    .destroy = destroy,
 };
 
 const ln_attention_kind ln_attention_simple_gla = {
@@ -109,5 +112,5 @@ const ln_attention_kind ln_attention_simple_gla = {
     .check = simple_gla_check,
     .create = simple_gla_create,
     .forward = forward,
-    .destroy = free,
+    .destroy = destroy,
 };

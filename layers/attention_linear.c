@@ -1,6 +1,6 @@
 /* Linear attention without decay (Katharopoulos et al. 2020), flash-linear-attention's
  * LinearAttention layer: o = phi(q) S / (normalizer) with S = sum phi(k)^T v, phi a feature map
- * (model.linear.feature_map) applied per head to q and k, then per-head RMSNorm and W_o (no
+ * (model.linear_attn.feature_map) applied per head to q and k, then per-head RMSNorm and W_o (no
  * output gate). hedgehog (Zhang et al. 2024) learns one [head_k, head_k] map each for q and k,
  * started at the identity; it doubles the key width seen by the op. */
 #include <stdlib.h>
@@ -27,41 +27,48 @@ static int parse_fmap(const char *name, ln_feature_map_kind *kind) {
             *kind = (ln_feature_map_kind)i;
             return LN_OK;
         }
-    return ln_fail("model.linear.feature_map: '%s' is not one of identity, elu1, relu, hedgehog", name);
+    return ln_fail("model.linear_attn.feature_map: '%s' is not one of identity, elu1, relu, hedgehog", name);
 }
 
 static ln_linear_mixer_opts opts_of(const ln_model_config *cfg) {
-    const ln_linear_config *l = &cfg->linear;
-    return (ln_linear_mixer_opts){.kind = "linear", .expand_k = l->expand_k, .expand_v = l->expand_v,
+    const ln_linear_attn_config *l = &cfg->linear_attn;
+    return (ln_linear_mixer_opts){.kind = "linear_attn", .expand_k = l->expand_k, .expand_v = l->expand_v,
                                   .use_short_conv = l->use_short_conv, .conv_size = l->conv_size};
 }
 
 static int linear_check(const ln_model_config *cfg) {
     ln_feature_map_kind kind;
     ln_linear_mixer_opts o = opts_of(cfg);
-    return parse_fmap(cfg->linear.feature_map, &kind) || ln_linear_mixer_check(cfg, &o) ? LN_ERR : LN_OK;
+    return parse_fmap(cfg->linear_attn.feature_map, &kind) || ln_linear_mixer_check(cfg, &o) ? LN_ERR : LN_OK;
 }
 
-static void *linear_create(ln_params *params, const char *prefix, const ln_model_config *cfg) {
+static void linear_destroy(void *state) {
+    linear_attention *a = state;
+    ln_linear_mixer_free(&a->mix);
+    free(a);
+}
+
+static void *linear_create(const ln_linear_site *site) {
+    const ln_model_config *cfg = site->cfg;
     linear_attention *a = calloc(1, sizeof *a);
     if (!a) {
         ln_fail("attention: out of host memory");
         return NULL;
     }
-    a->normalize = cfg->linear.normalize;
+    a->normalize = cfg->linear_attn.normalize;
     ln_linear_mixer_opts o = opts_of(cfg);
-    int status = parse_fmap(cfg->linear.feature_map, &a->fmap);
-    if (status == LN_OK) status = ln_linear_mixer_create(&a->mix, params, prefix, cfg, &o);
+    int status = parse_fmap(cfg->linear_attn.feature_map, &a->fmap);
+    if (status == LN_OK) status = ln_linear_mixer_create(&a->mix, site, &o);
     if (status == LN_OK && a->fmap == LN_FMAP_HEDGEHOG) {
         int64_t hk = a->mix.head_k;
         /* not decayed: decay would pull the maps towards zero, away from their identity start */
-        a->fmap_q = ln_params_add(params, prefix, "fmap_q", 2, (int64_t[]){hk, hk}, LN_INIT_IDENTITY, false);
-        a->fmap_k = ln_params_add(params, prefix, "fmap_k", 2, (int64_t[]){hk, hk}, LN_INIT_IDENTITY, false);
+        a->fmap_q = ln_params_add(site->params, site->prefix, "fmap_q", 2, (int64_t[]){hk, hk}, LN_INIT_IDENTITY, false);
+        a->fmap_k = ln_params_add(site->params, site->prefix, "fmap_k", 2, (int64_t[]){hk, hk}, LN_INIT_IDENTITY, false);
         if (!a->fmap_q || !a->fmap_k) status = LN_ERR;
     }
-    if (status == LN_OK) status = ln_linear_mixer_create_output(&a->mix, params, prefix, cfg->d_model);
+    if (status == LN_OK) status = ln_linear_mixer_create_output(&a->mix, site);
     if (status != LN_OK) {
-        free(a);
+        linear_destroy(a);
         return NULL;
     }
     return a;
@@ -83,5 +90,5 @@ const ln_attention_kind ln_attention_linear = {
     .check = linear_check,
     .create = linear_create,
     .forward = linear_forward,
-    .destroy = free,
+    .destroy = linear_destroy,
 };

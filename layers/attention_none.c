@@ -5,7 +5,7 @@
 
 static char no_state; /* create must return non-NULL */
 
-static void *none_create(ln_params *params, const char *prefix, const ln_model_config *cfg) { return &no_state; }
+static void *none_create(const ln_linear_site *site) { return &no_state; }
 
 /* x * 0 keeps x's shape, dtype and device, and sends no gradient back */
 static ln_tensor *none_forward(void *state, ln_tensor *x) { return ln_scale(x, 0.0); }

@@ -18,8 +18,8 @@ int ln_linear_mixer_check(const ln_model_config *cfg, const ln_linear_mixer_opts
     return LN_OK;
 }
 
-int ln_linear_mixer_create(ln_linear_mixer *m, ln_params *params, const char *prefix, const ln_model_config *cfg,
-                           const ln_linear_mixer_opts *o) {
+int ln_linear_mixer_create(ln_linear_mixer *m, const ln_linear_site *site, const ln_linear_mixer_opts *o) {
+    const ln_model_config *cfg = site->cfg;
     if (ln_linear_mixer_check(cfg, o)) return LN_ERR;
     int64_t d = cfg->d_model, kw = width_of(cfg, o->expand_k), vw = width_of(cfg, o->expand_v);
     m->n_heads = cfg->n_heads;
@@ -27,27 +27,36 @@ int ln_linear_mixer_create(ln_linear_mixer *m, ln_params *params, const char *pr
     m->head_v = (int)(vw / cfg->n_heads);
     m->norm_eps = cfg->norm_eps;
     m->chunk_size = cfg->linear_chunk_size;
-    m->wq = ln_params_add(params, prefix, "wq", 2, (int64_t[]){kw, d}, LN_INIT_NORMAL, true);
-    m->wk = ln_params_add(params, prefix, "wk", 2, (int64_t[]){kw, d}, LN_INIT_NORMAL, true);
-    m->wv = ln_params_add(params, prefix, "wv", 2, (int64_t[]){vw, d}, LN_INIT_NORMAL, true);
-    if (!m->wq || !m->wk || !m->wv) return LN_ERR;
+    if (ln_linear_create(&m->q, site, &(ln_linear_spec){"attn.q", "wq", NULL, kw, d, LN_INIT_NORMAL}) ||
+        ln_linear_create(&m->k, site, &(ln_linear_spec){"attn.k", "wk", NULL, kw, d, LN_INIT_NORMAL}) ||
+        ln_linear_create(&m->v, site, &(ln_linear_spec){"attn.v", "wv", NULL, vw, d, LN_INIT_NORMAL}))
+        return LN_ERR;
     if (o->use_short_conv) {
         int64_t W = o->conv_size;
-        m->conv_q = ln_params_add(params, prefix, "conv_q", 2, (int64_t[]){kw, W}, LN_INIT_FAN_IN, true);
-        m->conv_k = ln_params_add(params, prefix, "conv_k", 2, (int64_t[]){kw, W}, LN_INIT_FAN_IN, true);
-        m->conv_v = ln_params_add(params, prefix, "conv_v", 2, (int64_t[]){vw, W}, LN_INIT_FAN_IN, true);
+        m->conv_q = ln_params_add(site->params, site->prefix, "conv_q", 2, (int64_t[]){kw, W}, LN_INIT_FAN_IN, true);
+        m->conv_k = ln_params_add(site->params, site->prefix, "conv_k", 2, (int64_t[]){kw, W}, LN_INIT_FAN_IN, true);
+        m->conv_v = ln_params_add(site->params, site->prefix, "conv_v", 2, (int64_t[]){vw, W}, LN_INIT_FAN_IN, true);
         if (!m->conv_q || !m->conv_k || !m->conv_v) return LN_ERR;
     }
-    if (o->output_gate && !(m->wg = ln_params_add(params, prefix, "wg", 2, (int64_t[]){vw, d}, LN_INIT_NORMAL, true)))
+    m->gated = o->output_gate;
+    if (m->gated && ln_linear_create(&m->g, site, &(ln_linear_spec){"attn.g", "wg", NULL, vw, d, LN_INIT_NORMAL}))
         return LN_ERR;
     return LN_OK;
 }
 
-int ln_linear_mixer_create_output(ln_linear_mixer *m, ln_params *params, const char *prefix, int d_model) {
-    m->o_norm = ln_params_add(params, prefix, "o_norm", 1, (int64_t[]){m->head_v}, LN_INIT_ONES, false);
-    m->wo = ln_params_add(params, prefix, "wo", 2, (int64_t[]){d_model, (int64_t)m->n_heads * m->head_v},
-                          LN_INIT_RESIDUAL, true);
-    return m->o_norm && m->wo ? LN_OK : LN_ERR;
+int ln_linear_mixer_create_output(ln_linear_mixer *m, const ln_linear_site *site) {
+    int64_t width = (int64_t)m->n_heads * m->head_v;
+    m->o_norm = ln_params_add(site->params, site->prefix, "o_norm", 1, (int64_t[]){m->head_v}, LN_INIT_ONES, false);
+    if (!m->o_norm) return LN_ERR;
+    return ln_linear_create(&m->o, site, &(ln_linear_spec){"attn.o", "wo", NULL, site->cfg->d_model, width, LN_INIT_RESIDUAL});
+}
+
+void ln_linear_mixer_free(ln_linear_mixer *m) {
+    ln_linear_free(&m->q);
+    ln_linear_free(&m->k);
+    ln_linear_free(&m->v);
+    ln_linear_free(&m->g);
+    ln_linear_free(&m->o);
 }
 
 ln_tensor *ln_split_heads(ln_tensor *y, int n_heads) {
@@ -55,28 +64,28 @@ ln_tensor *ln_split_heads(ln_tensor *y, int n_heads) {
     return ln_reshape(y, 4, (int64_t[]){y->shape[0], y->shape[1], n_heads, y->shape[2] / n_heads});
 }
 
-/* x @ w^T, through the short convolution + silu when there is one, as heads. */
-static ln_tensor *project(ln_tensor *x, ln_tensor *w, ln_tensor *conv, int n_heads) {
-    ln_tensor *y = ln_matmul(x, ln_weight(w), false, true);
+/* x through projection l, then the short convolution + silu when there is one, as heads. */
+static ln_tensor *project(ln_tensor *x, const ln_linear *l, ln_tensor *conv, int n_heads) {
+    ln_tensor *y = ln_linear_forward(l, x);
     if (conv) y = ln_silu(ln_short_conv(y, ln_weight(conv), NULL, NULL));
     return ln_split_heads(y, n_heads);
 }
 
 void ln_linear_mixer_qkv(const ln_linear_mixer *m, ln_tensor *x, ln_tensor **q, ln_tensor **k, ln_tensor **v) {
-    *q = project(x, m->wq, m->conv_q, m->n_heads);
-    *k = project(x, m->wk, m->conv_k, m->n_heads);
-    *v = project(x, m->wv, m->conv_v, m->n_heads);
+    *q = project(x, &m->q, m->conv_q, m->n_heads);
+    *k = project(x, &m->k, m->conv_k, m->n_heads);
+    *v = project(x, &m->v, m->conv_v, m->n_heads);
 }
 
 ln_tensor *ln_linear_mixer_output(const ln_linear_mixer *m, ln_tensor *o, ln_tensor *x) {
     if (!o || !x) return NULL;
     int64_t B = o->shape[0], T = o->shape[1], width = (int64_t)m->n_heads * m->head_v;
     /* over head_v: one norm per head, times silu(x W_g) in the same op when gated */
-    if (m->wg) {
-        ln_tensor *gate = ln_reshape(ln_matmul(x, ln_weight(m->wg), false, true), 4, o->shape);
+    if (m->gated) {
+        ln_tensor *gate = ln_reshape(ln_linear_forward(&m->g, x), 4, o->shape);
         o = ln_rmsnorm_gated(o, ln_weight(m->o_norm), gate, m->norm_eps);
     } else
         o = ln_rmsnorm(o, ln_weight(m->o_norm), m->norm_eps);
     o = ln_reshape(o, 3, (int64_t[]){B, T, width});
-    return ln_matmul(o, ln_weight(m->wo), false, true);
+    return ln_linear_forward(&m->o, o);
 }

@@ -17,6 +17,7 @@ int ln_transformer_create(ln_transformer *m, const ln_model_config *cfg, uint64_
     m->embedding = ln_params_add(&m->params, "", "embedding", 2, (int64_t[]){V, d}, LN_INIT_NORMAL, false);
     if (!m->embedding) return LN_ERR;
     m->params.items[m->params.n - 1].embedding = true;
+    if (ln_linear_check(cfg)) return LN_ERR;
     for (int i = 0; i < cfg->n_layers; i++) {
         ln_block *b = &m->blocks[i];
         char prefix[64];
@@ -26,20 +27,23 @@ int ln_transformer_create(ln_transformer *m, const ln_model_config *cfg, uint64_
             return ln_fail_context("model.attention[%d]", i);
         b->attn_norm = ln_params_add(&m->params, prefix, "attn_norm", 1, (int64_t[]){d}, LN_INIT_ONES, false);
         snprintf(prefix, sizeof prefix, "layers.%d.attn", i);
-        b->attention = b->attention_kind->create(&m->params, prefix, cfg);
+        b->attention = b->attention_kind->create(&(ln_linear_site){&m->params, prefix, cfg, i, &m->linears});
         if (!b->attn_norm || !b->attention) return LN_ERR;
         snprintf(prefix, sizeof prefix, "layers.%d", i);
         b->mlp_norm = ln_params_add(&m->params, prefix, "mlp_norm", 1, (int64_t[]){d}, LN_INIT_ONES, false);
         snprintf(prefix, sizeof prefix, "layers.%d.mlp", i);
-        if (!b->mlp_norm || ln_mlp_create(&b->mlp, &m->params, prefix, cfg->d_model, cfg->mlp_hidden)) return LN_ERR;
+        if (!b->mlp_norm ||
+            ln_mlp_create(&b->mlp, &(ln_linear_site){&m->params, prefix, cfg, i, &m->linears}, cfg->d_model, cfg->mlp_hidden))
+            return LN_ERR;
     }
     m->final_norm = ln_params_add(&m->params, "", "final_norm", 1, (int64_t[]){d}, LN_INIT_ONES, false);
     if (!m->final_norm) return LN_ERR;
     if (cfg->tied_embeddings) {
         m->lm_head = m->embedding;
     } else {
-        m->lm_head = ln_params_add(&m->params, "", "lm_head", 2, (int64_t[]){V, d}, LN_INIT_NORMAL, true);
-        if (!m->lm_head) return LN_ERR;
+        ln_linear_spec spec = {"lm_head", "lm_head", NULL, V, d, LN_INIT_NORMAL};
+        if (ln_linear_create(&m->head, &(ln_linear_site){&m->params, "", cfg, -1, &m->linears}, &spec)) return LN_ERR;
+        m->lm_head = m->head.weight;
     }
     ln_params_init(&m->params, seed, cfg->init_std, cfg->n_layers);
     return LN_OK;
@@ -66,7 +70,8 @@ ln_tensor *ln_transformer_logits(ln_transformer *m, ln_tensor *ids) {
         ln_tensor *mlp = ln_mlp_forward(&b->mlp, h);
         h = ln_add_rmsnorm(x, mlp, ln_weight(norm_before_block(m, i + 1)), eps, &x);
     }
-    return ln_matmul(h, ln_weight(m->lm_head), false, true);
+    if (!m->cfg.tied_embeddings) return ln_linear_forward(&m->head, h);
+    return ln_matmul(h, ln_weight(m->embedding), false, true);
 }
 
 ln_tensor *ln_transformer_loss(ln_transformer *m, ln_tensor *ids, ln_tensor *targets) {
@@ -74,8 +79,12 @@ ln_tensor *ln_transformer_loss(ln_transformer *m, ln_tensor *ids, ln_tensor *tar
 }
 
 void ln_transformer_free(ln_transformer *m) {
-    for (int i = 0; m->blocks && i < m->cfg.n_layers; i++)
+    for (int i = 0; m->blocks && i < m->cfg.n_layers; i++) {
         if (m->blocks[i].attention) m->blocks[i].attention_kind->destroy(m->blocks[i].attention);
+        ln_mlp_free(&m->blocks[i].mlp);
+    }
+    ln_linear_free(&m->head);
+    ln_linears_free(&m->linears);
     free(m->blocks);
     ln_params_free(&m->params);
     memset(m, 0, sizeof *m);

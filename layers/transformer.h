@@ -1,11 +1,13 @@
 /* A decoder-only transformer built from the recipe's model section: token embedding, n_layers
  * pre-norm blocks (RMSNorm -> attention of the layer's kind -> residual, RMSNorm -> SwiGLU MLP ->
  * residual), a final RMSNorm and the LM head (tied to the embedding or its own matrix). Each
- * residual add and the RMSNorm after it run as one op (ln_add_rmsnorm). */
+ * residual add and the RMSNorm after it run as one op (ln_add_rmsnorm). Every projection is an
+ * ln_linear of the kind the recipe gives it (model.linear, model.linear_overrides). */
 #ifndef LN_TRANSFORMER_H
 #define LN_TRANSFORMER_H
 
 #include "layers/attention.h"
+#include "layers/linear.h"
 #include "layers/mlp.h"
 #include "layers/params.h"
 #include "recipes/config.h"
@@ -23,7 +25,9 @@ typedef struct ln_transformer {
     ln_tensor *embedding; /* [vocab, d_model] */
     ln_tensor *final_norm;
     ln_tensor *lm_head;   /* [vocab, d_model]; the embedding when tied */
+    ln_linear head;       /* the untied LM head (its weight is lm_head) */
     ln_block *blocks;
+    ln_linears linears;   /* every projection, in the order they were made */
 } ln_transformer;
 
 /* Builds the model and initializes it from seed. Errors name the recipe key (model.attention[2]). */

@@ -14,8 +14,12 @@
 #include "autograd/error.h"
 #include "autograd/ops.h"
 #include "layers/attention.h"
+#include "layers/linear.h"
 
-typedef enum { K_INT, K_INT64, K_U64, K_DOUBLE, K_BOOL, K_STRING, K_ATTENTION } key_type;
+/* K_KINDS: one name for every layer, or a list with one per layer (model.attention, model.linear);
+ * K_PATTERNS: one string or a list of them (train.freeze); K_OVERRIDES: a mapping of projection
+ * to linear kind (model.linear_overrides). */
+typedef enum { K_INT, K_INT64, K_U64, K_DOUBLE, K_BOOL, K_STRING, K_KINDS, K_PATTERNS, K_OVERRIDES } key_type;
 
 typedef struct key_def {
     const char *name;
@@ -38,7 +42,9 @@ static const key_def keys[] = {
     {"model.norm_eps", K_DOUBLE, FIELD(model.norm_eps), 0, 1, "RMSNorm epsilon"},
     {"model.init_std", K_DOUBLE, FIELD(model.init_std), 0, 10, "std of the normal initialisation"},
     {"model.tied_embeddings", K_BOOL, FIELD(model.tied_embeddings), 0, 0, "LM head shares the embedding matrix"},
-    {"model.attention", K_ATTENTION, FIELD(model.attention), 0, 0, "attention kind, or a list with one per layer"},
+    {"model.attention", K_KINDS, FIELD(model.attention), 0, 0, "attention kind, or a list with one per layer"},
+    {"model.linear", K_KINDS, FIELD(model.linear), 0, 0, "linear kind of the projections, or a list with one per layer"},
+    {"model.linear_overrides", K_OVERRIDES, FIELD(model.linear_overrides), 0, 0, "{projection: linear kind} over model.linear"},
     /* the linear kinds' options; keys of one sub-section stay together (the YAML dump nests them) */
     {"model.gla.expand_k", K_DOUBLE, FIELD(model.gla.expand_k), 0, 64, "gla: key width / d_model"},
     {"model.gla.expand_v", K_DOUBLE, FIELD(model.gla.expand_v), 0, 64, "gla: value width / d_model"},
@@ -51,12 +57,12 @@ static const key_def keys[] = {
     {"model.simple_gla.use_short_conv", K_BOOL, FIELD(model.simple_gla.use_short_conv), 0, 0, "simple_gla: short convolution + silu on q, k, v"},
     {"model.simple_gla.conv_size", K_INT, FIELD(model.simple_gla.conv_size), 2, 4, "simple_gla: short convolution width"},
     {"model.simple_gla.gate_logit_normalizer", K_DOUBLE, FIELD(model.simple_gla.gate_logit_normalizer), 1e-3, 1e6, "simple_gla: log decay = logsigmoid(.) / this"},
-    {"model.linear.expand_k", K_DOUBLE, FIELD(model.linear.expand_k), 0, 64, "linear: key width / d_model"},
-    {"model.linear.expand_v", K_DOUBLE, FIELD(model.linear.expand_v), 0, 64, "linear: value width / d_model"},
-    {"model.linear.use_short_conv", K_BOOL, FIELD(model.linear.use_short_conv), 0, 0, "linear: short convolution + silu on q, k, v"},
-    {"model.linear.conv_size", K_INT, FIELD(model.linear.conv_size), 2, 4, "linear: short convolution width"},
-    {"model.linear.feature_map", K_STRING, FIELD(model.linear.feature_map), 0, 0, "linear: identity | elu1 | relu | hedgehog"},
-    {"model.linear.normalize", K_BOOL, FIELD(model.linear.normalize), 0, 0, "linear: divide by q . sum(k)"},
+    {"model.linear_attn.expand_k", K_DOUBLE, FIELD(model.linear_attn.expand_k), 0, 64, "linear: key width / d_model"},
+    {"model.linear_attn.expand_v", K_DOUBLE, FIELD(model.linear_attn.expand_v), 0, 64, "linear: value width / d_model"},
+    {"model.linear_attn.use_short_conv", K_BOOL, FIELD(model.linear_attn.use_short_conv), 0, 0, "linear: short convolution + silu on q, k, v"},
+    {"model.linear_attn.conv_size", K_INT, FIELD(model.linear_attn.conv_size), 2, 4, "linear: short convolution width"},
+    {"model.linear_attn.feature_map", K_STRING, FIELD(model.linear_attn.feature_map), 0, 0, "linear: identity | elu1 | relu | hedgehog"},
+    {"model.linear_attn.normalize", K_BOOL, FIELD(model.linear_attn.normalize), 0, 0, "linear: divide by q . sum(k)"},
     {"model.linear_chunk_size", K_INT, FIELD(model.linear_chunk_size), 0, 1 << 16, "CPU form of the linear kinds' ops: 0 recurrence, C chunks of C tokens"},
     {"train.steps", K_INT64, FIELD(train.steps), 1, BIG, "optimizer steps"},
     {"train.batch_size", K_INT, FIELD(train.batch_size), 1, 1 << 24, "global batch: sequences per optimizer step"},
@@ -68,6 +74,7 @@ static const key_def keys[] = {
     {"train.dtype", K_STRING, FIELD(train.dtype), 0, 0, "fp32 | bf16"},
     {"train.attention_impl", K_STRING, FIELD(train.attention_impl), 0, 0, "GPU softmax attention kernel: auto | own | cudnn"},
     {"train.bucket_mb", K_DOUBLE, FIELD(train.bucket_mb), 0, 1 << 20, "MiB of gradients per all-reduce (multi-GPU)"},
+    {"train.freeze", K_PATTERNS, FIELD(train.freeze), 0, 0, "parameter-name patterns to freeze (fnmatch)"},
     {"optim.lr", K_DOUBLE, FIELD(optim.lr), 0, 10, "peak learning rate"},
     {"optim.min_lr", K_DOUBLE, FIELD(optim.min_lr), 0, 10, "learning rate at the end of the cosine"},
     {"optim.warmup", K_INT64, FIELD(optim.warmup), 0, BIG, "linear warmup steps"},
@@ -90,6 +97,25 @@ static const key_def keys[] = {
 };
 #define N_KEYS (int)(sizeof keys / sizeof keys[0])
 
+/* The list keys' entry counts and entry sizes. */
+#define LIST(f, n) {offsetof(ln_config, f), offsetof(ln_config, n), sizeof(((ln_config *)0)->f[0])}
+static const struct list_shape {
+    size_t offset, count_offset, elem_size;
+} lists[] = {
+    LIST(model.attention, model.attention_count),
+    LIST(model.linear, model.linear_count),
+    LIST(model.linear_overrides, model.n_linear_overrides),
+    LIST(train.freeze, train.n_freeze),
+};
+
+static const struct list_shape *list_of(const key_def *k) {
+    for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++)
+        if (lists[i].offset == k->offset) return &lists[i];
+    return NULL; /* not reached: every list key has a row */
+}
+
+static int *count_of(ln_config *c, const key_def *k) { return (int *)((char *)c + list_of(k)->count_offset); }
+
 void ln_config_defaults(ln_config *c) {
     memset(c, 0, sizeof *c);
     c->model = (ln_model_config){.vocab_size = 256, .d_model = 128, .n_layers = 4, .n_heads = 4, .n_kv_heads = 2,
@@ -101,8 +127,9 @@ void ln_config_defaults(ln_config *c) {
                                    .gate_logit_normalizer = 16};
     c->model.simple_gla = (ln_gla_config){.expand_k = 1, .expand_v = 1, .conv_size = 4, .gate_low_rank_dim = 16,
                                           .gate_logit_normalizer = 16};
-    c->model.linear = (ln_linear_config){.expand_k = 1, .expand_v = 1, .conv_size = 4};
-    snprintf(c->model.linear.feature_map, LN_NAME_LEN, "elu1");
+    c->model.linear_attn = (ln_linear_attn_config){.expand_k = 1, .expand_v = 1, .conv_size = 4};
+    snprintf(c->model.linear_attn.feature_map, LN_NAME_LEN, "elu1");
+    for (int i = 0; i < LN_MAX_LAYERS; i++) snprintf(c->model.linear[i], LN_NAME_LEN, "dense");
     c->train = (ln_train_config){.steps = 300, .batch_size = 16, .seq_len = 128, .grad_accum = 1, .seed = 1,
                                  .log_every = 10, .bucket_mb = 25};
     snprintf(c->train.device, LN_NAME_LEN, "auto");
@@ -200,33 +227,69 @@ static int set_scalar(ln_config *c, const key_def *k, const char *text, const ch
         if (strlen(text) >= k->size) return ln_fail("%s%s: longer than %zu characters", where, k->name, k->size - 1);
         memcpy(field, text, strlen(text) + 1);
         return LN_OK;
-    case K_ATTENTION:
-        if (strlen(text) >= LN_NAME_LEN) return ln_fail("%s%s: '%s' is too long", where, k->name, text);
-        for (int i = 0; i < LN_MAX_LAYERS; i++) snprintf(c->model.attention[i], LN_NAME_LEN, "%s", text);
-        c->model.attention_count = 0;
+    case K_KINDS: /* one kind for every layer */
+    case K_PATTERNS: { /* a list of one */
+        size_t elem = list_of(k)->elem_size, n = k->type == K_KINDS ? k->size / elem : 1;
+        if (strlen(text) >= elem) return ln_fail("%s%s: '%s' is too long", where, k->name, text);
+        for (size_t i = 0; i < n; i++) snprintf(field + i * elem, elem, "%s", text);
+        *count_of(c, k) = k->type == K_KINDS ? 0 : 1;
         return LN_OK;
+    }
+    case K_OVERRIDES:
+        if (!text[0]) { /* "linear_overrides:" with nothing: none */
+            c->model.n_linear_overrides = 0;
+            return LN_OK;
+        }
+        return ln_fail("%s%s: expected a mapping {projection: kind}, got '%s'", where, k->name, text);
     }
     return LN_ERR;
 }
 
-/* Applies one YAML node (a scalar, or a sequence for model.attention) to key k. */
+/* A YAML list of names into list key k (its entries, then its count). */
+static int set_list(ln_config *c, const key_def *k, yaml_document_t *doc, yaml_node_t *node, const char *where) {
+    char *field = (char *)c + k->offset;
+    size_t elem = list_of(k)->elem_size;
+    int n = 0, max = (int)(k->size / elem);
+    for (yaml_node_item_t *it = node->data.sequence.items.start; it < node->data.sequence.items.top; it++, n++) {
+        yaml_node_t *item = yaml_document_get_node(doc, *it);
+        if (n >= max) return ln_fail("%s%s: more than %d entries", where, k->name, max);
+        if (item->type != YAML_SCALAR_NODE || item->data.scalar.length >= elem)
+            return ln_fail("%s%s[%d]: expected a name of fewer than %zu characters", where, k->name, n, elem);
+        snprintf(field + (size_t)n * elem, elem, "%s", (const char *)item->data.scalar.value);
+    }
+    /* no layers without a kind; no patterns is fine (nothing frozen) */
+    if (n == 0 && k->type == K_KINDS) return ln_fail("%s%s: empty list", where, k->name);
+    *count_of(c, k) = n;
+    return LN_OK;
+}
+
+/* A YAML mapping {projection: kind} into model.linear_overrides (replacing what it held). */
+static int set_overrides(ln_config *c, const key_def *k, yaml_document_t *doc, yaml_node_t *node, const char *where) {
+    ln_model_config *m = &c->model;
+    int n = 0;
+    for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top; p++, n++) {
+        yaml_node_t *key = yaml_document_get_node(doc, p->key), *value = yaml_document_get_node(doc, p->value);
+        if (n >= LN_MAX_OVERRIDES) return ln_fail("%s%s: more than %d entries", where, k->name, LN_MAX_OVERRIDES);
+        if (key->type != YAML_SCALAR_NODE || key->data.scalar.length >= LN_NAME_LEN)
+            return ln_fail("%s%s: entry %d: expected a projection name", where, k->name, n);
+        const char *projection = (const char *)key->data.scalar.value;
+        if (value->type != YAML_SCALAR_NODE || value->data.scalar.length >= LN_NAME_LEN)
+            return ln_fail("%s%s.%s: expected a linear kind name", where, k->name, projection);
+        snprintf(m->linear_overrides[n].projection, LN_NAME_LEN, "%s", projection);
+        snprintf(m->linear_overrides[n].kind, LN_NAME_LEN, "%s", (const char *)value->data.scalar.value);
+    }
+    m->n_linear_overrides = n;
+    return LN_OK;
+}
+
+/* Applies one YAML node to key k: a scalar, a sequence (list keys) or a mapping (overrides). */
 static int set_node(ln_config *c, const key_def *k, yaml_document_t *doc, yaml_node_t *node, const char *origin) {
     char where[LN_PATH_LEN + 32];
     snprintf(where, sizeof where, "%s:%zu: ", origin, node->start_mark.line + 1);
     if (node->type == YAML_SCALAR_NODE) return set_scalar(c, k, (const char *)node->data.scalar.value, where);
-    if (node->type == YAML_SEQUENCE_NODE && k->type == K_ATTENTION) {
-        int n = 0;
-        for (yaml_node_item_t *it = node->data.sequence.items.start; it < node->data.sequence.items.top; it++, n++) {
-            yaml_node_t *item = yaml_document_get_node(doc, *it);
-            if (n >= LN_MAX_LAYERS) return ln_fail("%s%s: more than %d entries", where, k->name, LN_MAX_LAYERS);
-            if (item->type != YAML_SCALAR_NODE || strlen((const char *)item->data.scalar.value) >= LN_NAME_LEN)
-                return ln_fail("%s%s[%d]: expected an attention kind name", where, k->name, n);
-            snprintf(c->model.attention[n], LN_NAME_LEN, "%s", (const char *)item->data.scalar.value);
-        }
-        if (n == 0) return ln_fail("%s%s: empty list", where, k->name);
-        c->model.attention_count = n;
-        return LN_OK;
-    }
+    if (node->type == YAML_SEQUENCE_NODE && (k->type == K_KINDS || k->type == K_PATTERNS))
+        return set_list(c, k, doc, node, where);
+    if (node->type == YAML_MAPPING_NODE && k->type == K_OVERRIDES) return set_overrides(c, k, doc, node, where);
     return ln_fail("%s%s: expected a single value, got a %s", where, k->name,
                    node->type == YAML_MAPPING_NODE ? "mapping" : "list");
 }
@@ -264,7 +327,11 @@ static int apply_mapping(ln_config *c, yaml_document_t *doc, yaml_node_t *body, 
         char full[128];
         snprintf(full, sizeof full, "%s.%s", prefix, (const char *)key->data.scalar.value);
         const key_def *k = find_key(full);
-        if (k) {
+        if (k && strcmp(full, "model.linear") == 0 && value->type == YAML_MAPPING_NODE) {
+            /* recipes before model.linear named the projections' kind held the linear attention
+             * kind's options there (checkpoints keep them): they are model.linear_attn's now */
+            if (apply_mapping(c, doc, value, "model.linear_attn", origin)) return LN_ERR;
+        } else if (k) {
             if (set_node(c, k, doc, value, origin)) return LN_ERR;
         } else if (is_section(full)) {
             if (value->type == YAML_SCALAR_NODE && value->data.scalar.length == 0) continue;
@@ -279,7 +346,7 @@ static int apply_mapping(ln_config *c, yaml_document_t *doc, yaml_node_t *body, 
 
 static int apply_document(ln_config *c, yaml_document_t *doc, const char *origin) {
     yaml_node_t *root = yaml_document_get_root_node(doc);
-    if (!root) return LN_OK; /* an empty recipe changes nothing */
+    if (!root) return ln_fail("%s: the recipe is empty: it needs at least one section (model:, train:, ...)", origin);
     if (root->type != YAML_MAPPING_NODE)
         return ln_fail("%s:%zu: a recipe is a mapping of sections (model:, train:, ...)", origin, root->start_mark.line + 1);
     for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
@@ -325,7 +392,7 @@ int ln_config_load_file(ln_config *c, const char *path) {
         len += got;
     }
     fclose(f);
-    if (!text) return LN_OK; /* an empty file is an empty recipe */
+    if (!text) return ln_fail("%s: the recipe is empty: it needs at least one section (model:, train:, ...)", path);
     text[len] = '\0';
     int status = strlen(text) != len ? ln_fail("%s: not a text file (NUL byte)", path) : ln_config_load_string(c, text, path);
     free(text);
@@ -369,6 +436,7 @@ int ln_config_validate(const ln_config *c) {
         }
         softmax |= strcmp(kind->name, "softmax") == 0;
     }
+    if (ln_linear_check(m)) return LN_ERR;
     if (softmax && (m->d_model / m->n_heads) % 2)
         return ln_fail("model.d_model / model.n_heads = %d: the head dimension must be even for RoPE", m->d_model / m->n_heads);
     if (c->train.batch_size % c->train.grad_accum)
@@ -451,17 +519,31 @@ char *ln_config_to_yaml(const ln_config *c) {
         case K_DOUBLE: append(&buf, &len, &cap, "%.17g", *(const double *)field); break;
         case K_BOOL: append(&buf, &len, &cap, "%s", *(const bool *)field ? "true" : "false"); break;
         case K_STRING: append_quoted(&buf, &len, &cap, field); break;
-        case K_ATTENTION:
-            if (!c->model.attention_count) {
-                append_quoted(&buf, &len, &cap, c->model.attention[0]);
+        case K_KINDS:
+        case K_PATTERNS: {
+            int count = *count_of((ln_config *)c, k);
+            size_t elem = list_of(k)->elem_size;
+            if (k->type == K_KINDS && !count) { /* one kind for every layer */
+                append_quoted(&buf, &len, &cap, field);
                 break;
             }
             append(&buf, &len, &cap, "[");
-            for (int j = 0; j < c->model.attention_count; j++) {
+            for (int j = 0; j < count; j++) {
                 if (j) append(&buf, &len, &cap, ", ");
-                append_quoted(&buf, &len, &cap, c->model.attention[j]);
+                append_quoted(&buf, &len, &cap, field + (size_t)j * elem);
             }
             append(&buf, &len, &cap, "]");
+            break;
+        }
+        case K_OVERRIDES:
+            append(&buf, &len, &cap, "{");
+            for (int j = 0; j < c->model.n_linear_overrides; j++) {
+                if (j) append(&buf, &len, &cap, ", ");
+                append_quoted(&buf, &len, &cap, c->model.linear_overrides[j].projection);
+                append(&buf, &len, &cap, ": ");
+                append_quoted(&buf, &len, &cap, c->model.linear_overrides[j].kind);
+            }
+            append(&buf, &len, &cap, "}");
             break;
         }
         append(&buf, &len, &cap, "\n");

@@ -21,14 +21,26 @@ typedef struct ln_gla_config {
     double gate_logit_normalizer; /* model.<kind>.gate_logit_normalizer: log decay = logsigmoid(.) / it */
 } ln_gla_config;
 
-/* Options of the `linear` kind (no decay). */
-typedef struct ln_linear_config {
-    double expand_k, expand_v;     /* model.linear.expand_k, model.linear.expand_v */
-    bool use_short_conv;           /* model.linear.use_short_conv */
-    int conv_size;                 /* model.linear.conv_size */
-    char feature_map[LN_NAME_LEN]; /* model.linear.feature_map: identity | elu1 | relu | hedgehog */
-    bool normalize;                /* model.linear.normalize: divide by q . sum(k) (Katharopoulos et al.) */
-} ln_linear_config;
+/* Options of the `linear` attention kind (no decay), under model.linear_attn (flash-linear-attention's
+ * name for it): model.linear names the projections' linear kind. */
+typedef struct ln_linear_attn_config {
+    double expand_k, expand_v;     /* model.linear_attn.expand_k, model.linear_attn.expand_v */
+    bool use_short_conv;           /* model.linear_attn.use_short_conv */
+    int conv_size;                 /* model.linear_attn.conv_size */
+    char feature_map[LN_NAME_LEN]; /* model.linear_attn.feature_map: identity | elu1 | relu | hedgehog */
+    bool normalize;                /* model.linear_attn.normalize: divide by q . sum(k) (Katharopoulos et al.) */
+} ln_linear_attn_config;
+
+#define LN_MAX_OVERRIDES 16
+#define LN_MAX_PATTERNS 32
+#define LN_PATTERN_LEN 96
+
+/* One entry of model.linear_overrides: the projections named by `projection` ("mlp", "attn.q",
+ * "lm_head"; layers/linear.h lists them) take the linear kind `kind` in every layer. */
+typedef struct ln_linear_override {
+    char projection[LN_NAME_LEN];
+    char kind[LN_NAME_LEN];
+} ln_linear_override;
 
 typedef struct ln_model_config {
     int vocab_size;       /* model.vocab_size */
@@ -46,8 +58,14 @@ typedef struct ln_model_config {
     int attention_count; /* entries given as a list; 0 when one kind applies to every layer */
     ln_gla_config gla;        /* model.gla.* */
     ln_gla_config simple_gla; /* model.simple_gla.* (gate_low_rank_dim unused) */
-    ln_linear_config linear;  /* model.linear.* */
+    ln_linear_attn_config linear_attn; /* model.linear_attn.* */
     int linear_chunk_size;    /* model.linear_chunk_size: CPU form of the linear kinds' ops (0: recurrence) */
+    /* model.linear: the linear kind of every projection ("dense"), or a list with one per layer */
+    char linear[LN_MAX_LAYERS][LN_NAME_LEN];
+    int linear_count; /* entries given as a list; 0 when one kind applies to every layer */
+    /* model.linear_overrides: {projection: kind}, over model.linear in every layer */
+    ln_linear_override linear_overrides[LN_MAX_OVERRIDES];
+    int n_linear_overrides;
 } ln_model_config;
 
 typedef struct ln_train_config {
@@ -61,6 +79,10 @@ typedef struct ln_train_config {
     char dtype[LN_NAME_LEN];  /* train.dtype: fp32 | bf16 */
     char attention_impl[LN_NAME_LEN]; /* train.attention_impl: auto | own | cudnn (GPU softmax attention) */
     double bucket_mb;   /* train.bucket_mb: MiB of gradients per all-reduce (GPUs through NCCL) */
+    /* train.freeze: parameter-name patterns (fnmatch: "layers.*.mlp.*", "embedding"); the
+     * parameters they match get no gradient, no optimizer state and no all-reduce */
+    char freeze[LN_MAX_PATTERNS][LN_PATTERN_LEN];
+    int n_freeze;
 } ln_train_config;
 
 typedef struct ln_optim_config {
@@ -106,7 +128,8 @@ typedef struct ln_config {
 } ln_config;
 
 void ln_config_defaults(ln_config *c);
-/* Applies a YAML file over c. Errors name the file, the line and the key. */
+/* Applies a YAML file over c. Errors name the file, the line and the key; an empty file is an
+ * error (a recipe names at least one section). */
 int ln_config_load_file(ln_config *c, const char *path);
 /* Same from a string; origin names it in errors. */
 int ln_config_load_string(ln_config *c, const char *yaml, const char *origin);

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "recipes/config.h"
 #include "testing.h"
@@ -183,15 +185,15 @@ static void linear_kinds_take_nested_sections(void **state) {
     assert_ok(ln_config_load_string(&c,
                                     "model:\n  attention: [gla, simple_gla, linear, softmax]\n"
                                     "  gla:\n    use_short_conv: true\n    expand_k: 1\n"
-                                    "  linear:\n    feature_map: hedgehog\n    normalize: yes\n"
+                                    "  linear_attn:\n    feature_map: hedgehog\n    normalize: yes\n"
                                     "  simple_gla:\n"
                                     "  linear_chunk_size: 64\n",
                                     "r.yaml"));
     assert_true(c.model.gla.use_short_conv);
     assert_true(c.model.gla.expand_k == 1);
     assert_int_equal(c.model.gla.gate_low_rank_dim, 16); /* untouched keys keep their defaults */
-    assert_string_equal(c.model.linear.feature_map, "hedgehog");
-    assert_true(c.model.linear.normalize);
+    assert_string_equal(c.model.linear_attn.feature_map, "hedgehog");
+    assert_true(c.model.linear_attn.normalize);
     assert_int_equal(c.model.linear_chunk_size, 64);
     assert_ok(ln_config_validate(&c));
     assert_ok(ln_config_set(&c, "model.simple_gla.gate_logit_normalizer=8"));
@@ -215,7 +217,94 @@ static void bad_nested_keys_name_the_key(void **state) {
     expect_load_error("model:\n  gla:\n    use_short_conv: [1]\n", "model.gla.use_short_conv", "list");
     expect_load_error("model:\n  mamba:\n    d_state: 16\n", "'model.mamba'", "did you mean");
     expect_set_error("model.gla.expand=1", "did you mean 'model.gla.expand_k'");
-    expect_set_error("model.linear.normalize=maybe", "model.linear.normalize");
+    expect_set_error("model.linear_attn.normalize=maybe", "model.linear_attn.normalize");
+}
+
+/* Recipes (and the checkpoints that keep them) from before model.linear named the projections'
+ * kind held the linear attention kind's options under model.linear: they load as linear_attn's. */
+static void old_linear_section_loads_as_linear_attn(void **state) {
+    ln_config c;
+    ln_config_defaults(&c);
+    assert_ok(ln_config_load_string(&c, "model:\n  attention: linear\n  linear:\n    feature_map: relu\n"
+                                        "    expand_k: 0.5\n", "old.yaml"));
+    assert_string_equal(c.model.linear_attn.feature_map, "relu");
+    assert_true(c.model.linear_attn.expand_k == 0.5);
+    assert_string_equal(c.model.linear[0], "dense");
+    assert_ok(ln_config_validate(&c));
+    expect_load_error("model:\n  linear:\n    feature_mapp: relu\n", "model.linear_attn.feature_mapp", "did you mean");
+}
+
+/* model.linear: one kind, or a list with one per layer; overrides per projection; the dump. */
+static void linear_kinds_per_layer_and_projection(void **state) {
+    ln_config c;
+    ln_config_defaults(&c);
+    assert_ok(ln_config_load_string(&c, "model:\n  linear: [dense, dense, dense, dense]\n"
+                                        "  linear_overrides: {mlp: dense, attn.q: dense}\n"
+                                        "train:\n  freeze: [embedding, \"layers.*.mlp.*\"]\n", "r.yaml"));
+    assert_int_equal(c.model.linear_count, 4);
+    assert_int_equal(c.model.n_linear_overrides, 2);
+    assert_string_equal(c.model.linear_overrides[1].projection, "attn.q");
+    assert_int_equal(c.train.n_freeze, 2);
+    assert_string_equal(c.train.freeze[1], "layers.*.mlp.*");
+    assert_ok(ln_config_validate(&c));
+    char *yaml = ln_config_to_yaml(&c);
+    assert_non_null(yaml);
+    assert_non_null(strstr(yaml, "  linear_overrides: {\"mlp\": \"dense\", \"attn.q\": \"dense\"}\n"));
+    assert_non_null(strstr(yaml, "  freeze: [\"embedding\", \"layers.*.mlp.*\"]\n"));
+    ln_config b;
+    ln_config_defaults(&b);
+    assert_ok(ln_config_load_string(&b, yaml, "resolved"));
+    assert_memory_equal(&c, &b, sizeof c);
+    free(yaml);
+    /* one pattern alone, and --set of each */
+    assert_ok(ln_config_set(&c, "train.freeze=embedding"));
+    assert_int_equal(c.train.n_freeze, 1);
+    assert_ok(ln_config_set(&c, "train.freeze=[]"));
+    assert_int_equal(c.train.n_freeze, 0);
+    assert_ok(ln_config_set(&c, "model.linear_overrides={lm_head: dense}"));
+    assert_int_equal(c.model.n_linear_overrides, 1);
+    assert_ok(ln_config_set(&c, "model.linear=dense"));
+    assert_int_equal(c.model.linear_count, 0);
+
+    ln_config_defaults(&c);
+    assert_ok(ln_config_set(&c, "model.linear=[dense, dense]"));
+    expect_invalid(&c, "model.linear lists 2 kinds but model.n_layers is 4");
+    ln_config_defaults(&c);
+    assert_ok(ln_config_set(&c, "model.linear=[dense, dense, int3, dense]"));
+    expect_invalid(&c, "model.linear[2]: unknown linear kind 'int3' (known: dense)");
+    ln_config_defaults(&c);
+    assert_ok(ln_config_set(&c, "model.linear=int3"));
+    expect_invalid(&c, "model.linear: unknown linear kind 'int3'");
+    ln_config_defaults(&c);
+    assert_ok(ln_config_set(&c, "model.linear_overrides={attn.x: dense}"));
+    expect_invalid(&c, "model.linear_overrides: unknown projection 'attn.x'");
+    ln_config_defaults(&c);
+    assert_ok(ln_config_set(&c, "model.linear_overrides={mlp.up: int3}"));
+    expect_invalid(&c, "model.linear_overrides.mlp.up: unknown linear kind 'int3'");
+    ln_config_defaults(&c);
+    assert_ok(ln_config_set(&c, "model.linear_overrides={mlp: dense, mlp: dense}"));
+    expect_invalid(&c, "'mlp' is given twice");
+    expect_set_error("model.linear_overrides=dense", "expected a mapping");
+    expect_set_error("model.linear={a: b}", "expected a single value, got a mapping");
+}
+
+static void empty_recipe_is_an_error(void **state) {
+    char path[] = "/tmp/linnet-empty-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "# only a comment\n", 17), 17);
+    close(fd);
+    ln_config c;
+    ln_config_defaults(&c);
+    assert_int_equal(ln_config_load_file(&c, path), LN_ERR);
+    assert_non_null(strstr(ln_error_message(), path));
+    assert_non_null(strstr(ln_error_message(), "empty"));
+    fd = open(path, O_WRONLY | O_TRUNC);
+    close(fd); /* zero bytes */
+    assert_int_equal(ln_config_load_file(&c, path), LN_ERR);
+    assert_non_null(strstr(ln_error_message(), path));
+    unlink(path);
+    expect_load_error("", "r.yaml", "empty");
 }
 
 static void missing_file_is_named(void **state) {
@@ -239,6 +328,9 @@ int main(void) {
         cmocka_unit_test(linear_kinds_take_nested_sections),
         cmocka_unit_test(bad_nested_keys_name_the_key),
         cmocka_unit_test(missing_file_is_named),
+        cmocka_unit_test(old_linear_section_loads_as_linear_attn),
+        cmocka_unit_test(linear_kinds_per_layer_and_projection),
+        cmocka_unit_test(empty_recipe_is_an_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

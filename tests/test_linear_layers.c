@@ -80,8 +80,8 @@ static void every_kind_builds_and_is_causal(void **state) {
     const char *maps[] = {"identity", "elu1", "relu", "hedgehog"};
     for (size_t i = 0; i < 4; i++) {
         ln_config c = small_config("linear");
-        snprintf(c.model.linear.feature_map, LN_NAME_LEN, "%s", maps[i]);
-        c.model.linear.normalize = i % 2;
+        snprintf(c.model.linear_attn.feature_map, LN_NAME_LEN, "%s", maps[i]);
+        c.model.linear_attn.normalize = i % 2;
         expect_causal_model(&c);
     }
     /* short convolutions, the chunkwise CPU form, and other widths */
@@ -157,7 +157,8 @@ static void check_block(const char *kind_name, ln_config *c, int64_t T) {
     block_ctx b = {.kind = ln_attention_kind_find(kind_name)};
     assert_non_null(b.kind);
     b.norm = ln_params_add(&params, "layers.0", "attn_norm", 1, (int64_t[]){c->model.d_model}, LN_INIT_ONES, false);
-    b.layer = b.kind->create(&params, "layers.0.attn", &c->model);
+    ln_linears linears = {0};
+    b.layer = b.kind->create(&(ln_linear_site){&params, "layers.0.attn", &c->model, 0, &linears});
     assert_non_null(b.layer);
     ln_params_init(&params, 1, 0.02, 1);
     ln_rng rng;
@@ -180,6 +181,7 @@ static void check_block(const char *kind_name, ln_config *c, int64_t T) {
     ln_set_autocast(was);
     ln_tape_clear();
     b.kind->destroy(b.layer);
+    ln_linears_free(&linears);
     ln_params_free(&params);
     ln_tensor_free(inputs[0]);
 }
@@ -201,8 +203,8 @@ static void other_linear_blocks_pass_gradcheck(void **state) {
     c.model.n_heads = 2;
     c.model.simple_gla.use_short_conv = true;
     check_block("simple_gla", &c, 6);
-    snprintf(c.model.linear.feature_map, LN_NAME_LEN, "hedgehog");
-    c.model.linear.normalize = true;
+    snprintf(c.model.linear_attn.feature_map, LN_NAME_LEN, "hedgehog");
+    c.model.linear_attn.normalize = true;
     check_block("linear", &c, 6);
 }
 
@@ -395,11 +397,11 @@ static void bad_kinds_and_keys_are_named(void **state) {
     expect_one_line("model.attention lists 3 kinds but model.n_layers is 2", NULL);
 
     c = small_config("linear");
-    assert_ok(ln_config_set(&c, "model.linear.feature_map=cosine"));
+    assert_ok(ln_config_set(&c, "model.linear_attn.feature_map=cosine"));
     assert_int_equal(ln_config_validate(&c), LN_ERR);
-    expect_one_line("model.linear.feature_map: 'cosine'", "hedgehog");
+    expect_one_line("model.linear_attn.feature_map: 'cosine'", "hedgehog");
     assert_int_equal(ln_transformer_create(&m, &c.model, 1), LN_ERR);
-    expect_one_line("model.attention[0]", "model.linear.feature_map");
+    expect_one_line("model.attention[0]", "model.linear_attn.feature_map");
     ln_transformer_free(&m);
 
     c = small_config("gla");
@@ -415,7 +417,7 @@ static void bad_kinds_and_keys_are_named(void **state) {
 
     /* an unused kind's options are not checked */
     c = small_config("softmax");
-    snprintf(c.model.linear.feature_map, LN_NAME_LEN, "nope");
+    snprintf(c.model.linear_attn.feature_map, LN_NAME_LEN, "nope");
     assert_ok(ln_config_validate(&c));
 }
 
