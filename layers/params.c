@@ -1,5 +1,6 @@
 #include "params.h"
 
+#include <fnmatch.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,6 +73,28 @@ void ln_params_zero_grad(ln_params *p) {
     for (int i = 0; i < p->n; i++) ln_tensor_zero_grad(p->items[i].tensor);
 }
 
+int ln_params_freeze(ln_params *p, const char *pattern) {
+    int matched = 0;
+    for (int i = 0; i < p->n; i++)
+        if (fnmatch(pattern, p->items[i].name, 0) == 0) {
+            p->items[i].frozen = true;
+            p->items[i].tensor->requires_grad = false;
+            matched++;
+        }
+    return matched;
+}
+
+int ln_params_trainable(const ln_params *p, ln_params *out) {
+    memset(out, 0, sizeof *out);
+    out->borrowed = true;
+    out->items = malloc((size_t)(p->n ? p->n : 1) * sizeof *out->items);
+    if (!out->items) return ln_fail("parameters: out of host memory");
+    out->cap = p->n;
+    for (int i = 0; i < p->n; i++)
+        if (!p->items[i].frozen) out->items[out->n++] = p->items[i];
+    return LN_OK;
+}
+
 int ln_params_to(ln_params *p, ln_device device) {
     for (int i = 0; i < p->n; i++)
         if (ln_tensor_move(p->items[i].tensor, device)) return LN_ERR;
@@ -79,7 +102,7 @@ int ln_params_to(ln_params *p, ln_device device) {
 }
 
 void ln_params_free(ln_params *p) {
-    for (int i = 0; i < p->n; i++) ln_tensor_free(p->items[i].tensor);
+    for (int i = 0; i < p->n && !p->borrowed; i++) ln_tensor_free(p->items[i].tensor);
     free(p->items);
     memset(p, 0, sizeof *p);
 }

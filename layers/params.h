@@ -24,11 +24,13 @@ typedef struct ln_param {
     ln_init_rule init;
     bool decay;    /* AdamW weight decay applies */
     bool embedding; /* decayed only when optim.decay_embeddings */
+    bool frozen;    /* no gradient, no optimizer state, no all-reduce (train.freeze; teachers, bases) */
 } ln_param;
 
 typedef struct ln_params {
     int n, cap;
     ln_param *items;
+    bool borrowed; /* a list of another's parameters (ln_params_trainable): freeing frees the list only */
 } ln_params;
 
 /* Adds a zero f32 CPU parameter (requires_grad) named prefix + "." + name; NULL + message on failure. */
@@ -40,6 +42,12 @@ void ln_params_init(ln_params *p, uint64_t seed, double std, int n_layers);
 ln_param *ln_params_find(ln_params *p, const char *name);
 int64_t ln_params_count(const ln_params *p); /* total elements */
 void ln_params_zero_grad(ln_params *p);
+/* Freezes every parameter whose name matches the fnmatch(3) pattern ("layers.*.mlp.*"): it stops
+ * requiring a gradient. Returns how many it matched (0 is the caller's to report). */
+int ln_params_freeze(ln_params *p, const char *pattern);
+/* The parameters of p that are not frozen, in p's order, as a borrowed list (ln_params_free
+ * frees only the list): what the optimizer, the clip and the all-reduce see. */
+int ln_params_trainable(const ln_params *p, ln_params *out);
 /* Moves every parameter to `device`. */
 int ln_params_to(ln_params *p, ln_device device);
 void ln_params_free(ln_params *p);

@@ -31,6 +31,7 @@ typedef struct run {
     const ln_train_options *opts;
     ln_comm *comm;
     ln_transformer model;
+    ln_params trainable; /* the model's parameters less the frozen ones (train.freeze), borrowed */
     ln_adamw opt;
     ln_grad_sync sync; /* bucketed all-reduce overlapping the backward (GPUs through NCCL) */
     bool bucketed;     /* sync is in use; else ln_comm_allreduce_grads after the backward */
@@ -39,7 +40,8 @@ typedef struct run {
     int64_t step; /* optimizer steps done */
     ln_device device;
     ln_tensor *losses; /* [grad_accum]: each micro-step's loss, left on the device until the step's sync */
-    ln_named_tensor *entries; /* checkpoint entries: params, then AdamW m and v (host copies when on a GPU) */
+    ln_named_tensor *entries; /* checkpoint entries: every param, then AdamW m and v of the trainable ones
+                                 (host copies when on a GPU) */
     char **entry_names;
     int n_entries;
     FILE *metrics;
@@ -64,34 +66,33 @@ static int make_dir(const char *path) {
     return LN_OK;
 }
 
+/* The live tensor behind checkpoint entry e: params first, then m and v of the trainable ones. */
+static ln_tensor *entry_source(run *r, int e) {
+    int P = r->model.params.n, T = r->trainable.n;
+    if (e < P) return r->model.params.items[e].tensor;
+    return e < P + T ? r->opt.m[e - P] : r->opt.v[e - P - T];
+}
+
 static int build_entries(run *r) {
-    ln_params *p = &r->model.params;
-    r->n_entries = 3 * p->n;
+    int P = r->model.params.n, T = r->trainable.n;
+    r->n_entries = P + 2 * T;
     r->entries = calloc((size_t)r->n_entries, sizeof *r->entries);
     r->entry_names = calloc((size_t)r->n_entries, sizeof *r->entry_names);
     if (!r->entries || !r->entry_names) return ln_fail("out of host memory");
-    static const char *groups[3] = {"params", "optim/m", "optim/v"};
-    for (int g = 0; g < 3; g++)
-        for (int i = 0; i < p->n; i++) {
-            int e = g * p->n + i;
-            size_t len = strlen(groups[g]) + strlen(p->items[i].name) + 2;
-            r->entry_names[e] = malloc(len);
-            if (!r->entry_names[e]) return ln_fail("out of host memory");
-            snprintf(r->entry_names[e], len, "%s/%s", groups[g], p->items[i].name);
-            r->entries[e].name = r->entry_names[e];
-            ln_tensor *t = g == 0 ? p->items[i].tensor : g == 1 ? r->opt.m[i] : r->opt.v[i];
-            /* HDF5 reads and writes host memory: GPU tensors go through a host copy */
-            r->entries[e].tensor = t->device == LN_CPU ? t : ln_tensor_new(t->dtype, LN_CPU, t->ndim, t->shape);
-            if (!r->entries[e].tensor) return LN_ERR;
-        }
+    for (int e = 0; e < r->n_entries; e++) {
+        const char *group = e < P ? "params" : e < P + T ? "optim/m" : "optim/v";
+        const char *name = e < P ? r->model.params.items[e].name : r->trainable.items[(e - P) % T].name;
+        size_t len = strlen(group) + strlen(name) + 2;
+        r->entry_names[e] = malloc(len);
+        if (!r->entry_names[e]) return ln_fail("out of host memory");
+        snprintf(r->entry_names[e], len, "%s/%s", group, name);
+        r->entries[e].name = r->entry_names[e];
+        ln_tensor *t = entry_source(r, e);
+        /* HDF5 reads and writes host memory: GPU tensors go through a host copy */
+        r->entries[e].tensor = t->device == LN_CPU ? t : ln_tensor_new(t->dtype, LN_CPU, t->ndim, t->shape);
+        if (!r->entries[e].tensor) return LN_ERR;
+    }
     return LN_OK;
-}
-
-/* The live tensor behind checkpoint entry e. */
-static ln_tensor *entry_source(run *r, int e) {
-    ln_params *p = &r->model.params;
-    int g = e / p->n, i = e % p->n;
-    return g == 0 ? p->items[i].tensor : g == 1 ? r->opt.m[i] : r->opt.v[i];
 }
 
 /* Copies between the live tensors and their host copies (to_host: for saving). */
@@ -185,7 +186,7 @@ static int train_step(run *r, ln_batch *batch, double *loss_out, double *norm_ou
         if (status || keep_loss(r, loss, m)) return ln_fail_context("step %lld", (long long)r->step + 1);
         ln_tape_clear();
     }
-    if (!r->bucketed && ln_comm_allreduce_grads(r->comm, &r->model.params)) return LN_ERR;
+    if (!r->bucketed && ln_comm_allreduce_grads(r->comm, &r->trainable)) return LN_ERR;
     *lr_out = ln_lr_at(&r->cfg->optim, r->step, t->steps);
     if (ln_adamw_clip_step(&r->opt, *lr_out, r->cfg->optim.grad_clip, norm_out))
         return ln_fail_context("step %lld: update", (long long)r->step + 1);
@@ -295,7 +296,7 @@ static int setup_grad_sync(run *r) {
 #ifdef LINNET_NCCL
     if (r->comm->nccl && r->device == LN_CUDA) {
         ln_grad_transport transport = ln_nccl_transport(r->comm->nccl);
-        if (ln_grad_sync_create(&r->sync, &r->model.params, r->cfg->train.bucket_mb * (1 << 20), &transport))
+        if (ln_grad_sync_create(&r->sync, &r->trainable, r->cfg->train.bucket_mb * (1 << 20), &transport))
             return LN_ERR;
         r->bucketed = true;
         if (r->comm->rank == 0)
@@ -304,6 +305,16 @@ static int setup_grad_sync(run *r) {
     }
 #endif
     return LN_OK;
+}
+
+/* train.freeze: each pattern must name some parameter (a typo would silently train everything). */
+static int freeze(run *r) {
+    const ln_train_config *t = &r->cfg->train;
+    for (int i = 0; i < t->n_freeze; i++)
+        if (ln_params_freeze(&r->model.params, t->freeze[i]) == 0)
+            return ln_fail("train.freeze[%d]: '%s' matches no parameter (names as in the checkpoint: "
+                           "embedding, layers.0.attn.wq, layers.0.mlp.w_up, ...)", i, t->freeze[i]);
+    return ln_params_trainable(&r->model.params, &r->trainable);
 }
 
 static int setup(run *r) {
@@ -323,8 +334,8 @@ static int setup(run *r) {
     if (c->eval.every > 0 && ln_loader_open(&r->val, c->data.path, "val", t->seq_len, t->seed, false))
         return ln_fail_context("eval (set eval.every=0 to train without validation)");
     /* initialised on the CPU (the same numbers on every device), then moved */
-    if (ln_transformer_create(&r->model, &c->model, t->seed) || ln_params_to(&r->model.params, r->device) ||
-        ln_adamw_create(&r->opt, &r->model.params, &c->optim) || build_entries(r) || setup_grad_sync(r))
+    if (ln_transformer_create(&r->model, &c->model, t->seed) || freeze(r) || ln_params_to(&r->model.params, r->device) ||
+        ln_adamw_create(&r->opt, &r->trainable, &c->optim) || build_entries(r) || setup_grad_sync(r))
         return LN_ERR;
     ln_rng_seed(&r->rng, t->seed ^ 0x5eed);
     char existing[LN_PATH_LEN];
@@ -350,8 +361,11 @@ static int setup(run *r) {
         fputs(yaml, f);
         fclose(f);
         free(yaml);
-        printf("model: %lld parameters, %d layers, d_model %d | data: %lld train sequences of %d tokens | %d rank%s\n",
-               (long long)ln_params_count(&r->model.params), c->model.n_layers, c->model.d_model,
+        int64_t all = ln_params_count(&r->model.params), frozen = all - ln_params_count(&r->trainable);
+        char frozen_note[64] = "";
+        if (frozen) snprintf(frozen_note, sizeof frozen_note, " (%lld frozen)", (long long)frozen);
+        printf("model: %lld parameters%s, %d layers, d_model %d | data: %lld train sequences of %d tokens | %d rank%s\n",
+               (long long)all, frozen_note, c->model.n_layers, c->model.d_model,
                (long long)ln_loader_sequences_per_epoch(r->train), t->seq_len, r->comm->size, r->comm->size > 1 ? "s" : "");
     }
     return LN_OK;
@@ -388,6 +402,7 @@ int ln_train(const ln_config *cfg, const ln_train_options *opts, ln_comm *comm) 
     free(r.entry_names);
     free(r.entries);
     ln_adamw_free(&r.opt);
+    ln_params_free(&r.trainable);
     ln_tensor_free(r.losses);
     if (r.bucketed) ln_grad_sync_free(&r.sync); /* before the params its views hang on */
     ln_transformer_free(&r.model);

@@ -1,6 +1,6 @@
 /* End to end through the linnet binary, on a slice of the bundled corpus: training lowers the
- * validation loss, resume is bitwise exact, mpirun -np 2 matches one process, sample and eval
- * work, and every kind of bad input gets a one-line error and a non-zero exit with checkpoints
+ * validation loss, resume is bitwise exact, mpirun -np 2 matches one process, frozen parameters
+ * stay put, sample and eval work, and every kind of bad input gets a one-line error and a non-zero exit with checkpoints
  * left untouched. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -55,12 +55,30 @@ static int read_metric(const char *run, const char *key, double *values, int max
     return lines;
 }
 
+/* Where the corpus slice comes from: data/corpus/kjv.txt when scripts/fetch-corpus.sh has run,
+ * else straight from the bible-kjv package's `bible` (as fetch-corpus.sh makes it), so a plain
+ * ctest needs no step before it. NULL when neither is here. */
+static const char *corpus_command(char *buf, size_t len) {
+    snprintf(buf, len, "%s/data/corpus/kjv.txt", test_source_dir());
+    FILE *f = fopen(buf, "rb");
+    if (f) {
+        fclose(f);
+        snprintf(buf, len, "cat '%s/data/corpus/kjv.txt'", test_source_dir());
+        return buf;
+    }
+    if (test_system("command -v bible", NULL) != 0) return NULL;
+    snprintf(buf, len, "bible -f 'Gen1:1-Rev22:21' | sed -E 's/^[1-3]?[A-Za-z]+[0-9]+:[0-9]+ //'");
+    return buf;
+}
+
+static char corpus[1024];
+
 static int setup(void **state) {
     const char *tmp = test_tmpdir();
     snprintf(root, sizeof root, "%s", tmp);
     /* a 400 kB slice of the corpus keeps each run to seconds */
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "head -c 400000 %s/data/corpus/kjv.txt > %s/corpus.txt", test_source_dir(), root);
+    snprintf(cmd, sizeof cmd, "%s | head -c 400000 > %s/corpus.txt", corpus, root);
     if (test_system(cmd, NULL) != 0) return -1;
     if (linnet("prep", "prep --tokenizer bytes --out data corpus.txt") != 0) {
         char *log = log_of("prep");
@@ -187,6 +205,82 @@ static void linear_recipes_train_resume_and_sample(void **state) {
     free(log);
 }
 
+/* Reads dataset `name` of the checkpoint run/file as floats (malloc'd; NULL when it is absent). */
+static float *read_dataset(const char *run, const char *file, const char *name, hsize_t *n) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s/%s", root, run, file);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) fail_msg("cannot open %s", path);
+    float *data = NULL;
+    if (H5Lexists(f, name, H5P_DEFAULT) > 0) {
+        hid_t d = H5Dopen2(f, name, H5P_DEFAULT), space = H5Dget_space(d);
+        *n = (hsize_t)H5Sget_simple_extent_npoints(space);
+        data = malloc(*n * sizeof *data);
+        assert_true(H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0);
+        H5Sclose(space);
+        H5Dclose(d);
+    }
+    H5Fclose(f);
+    return data;
+}
+
+/* train.freeze: frozen parameters keep their initial values, have no optimizer state in the
+ * checkpoint, resume bitwise, and two ranks (all-reducing only the trainable) match one. */
+static void frozen_parameters_stay_put(void **state) {
+    char args[2048];
+    const char *common = "--set data.path=data --set train.steps=6 --set eval.every=0 --set ckpt.every=3 "
+                         "--set 'train.freeze=[embedding, \"layers.*.mlp.*\"]'";
+    snprintf(args, sizeof args, "train --out frz-whole %s %s", common, small_model);
+    assert_int_equal(linnet("frz-whole", args), 0);
+    char *log = log_of("frz-whole");
+    assert_non_null(strstr(log, "frozen)"));
+    free(log);
+    /* frozen: the same at steps 3 and 6, and no moments; trainable: moved, with moments */
+    const char *groups[][2] = {{"params/layers.0.mlp.w_up", "frozen"}, {"params/embedding", "frozen"},
+                               {"params/layers.1.attn.wq", "trainable"}};
+    for (int i = 0; i < 3; i++) {
+        hsize_t n3 = 0, n6 = 0;
+        float *at3 = read_dataset("frz-whole", "step-00000003.h5", groups[i][0], &n3);
+        float *at6 = read_dataset("frz-whole", "step-00000006.h5", groups[i][0], &n6);
+        assert_non_null(at3);
+        assert_non_null(at6);
+        assert_int_equal(n3, n6);
+        bool same = memcmp(at3, at6, n3 * sizeof *at3) == 0, frozen = strcmp(groups[i][1], "frozen") == 0;
+        if (same != frozen) fail_msg("%s (%s): %s between steps 3 and 6", groups[i][0], groups[i][1], same ? "unchanged" : "changed");
+        char m[128];
+        snprintf(m, sizeof m, "optim/m/%s", groups[i][0] + strlen("params/"));
+        hsize_t nm = 0;
+        float *moment = read_dataset("frz-whole", "step-00000006.h5", m, &nm);
+        if ((moment != NULL) == frozen) fail_msg("%s: %s", m, frozen ? "present for a frozen parameter" : "missing");
+        free(moment);
+        free(at3);
+        free(at6);
+    }
+    /* resume */
+    snprintf(args, sizeof args, "train --out frz-halves --stop-at 3 %s %s", common, small_model);
+    assert_int_equal(linnet("frz-half1", args), 0);
+    snprintf(args, sizeof args, "train --out frz-halves --resume auto %s %s", common, small_model);
+    assert_int_equal(linnet("frz-half2", args), 0);
+    double a[7], b[7];
+    for (int i = 0; i <= 6; i++) a[i] = b[i] = NAN;
+    read_metric("frz-whole", "loss", a, 6);
+    read_metric("frz-halves", "loss", b, 6);
+    for (int s = 1; s <= 6; s++)
+        if (!(a[s] == b[s])) fail_msg("frozen run, step %d: uninterrupted loss %.17g, resumed %.17g", s, a[s], b[s]);
+    /* two ranks */
+    if (test_system("command -v mpirun", NULL) != 0) fail_msg("mpirun not found (scripts/install-deps.sh installs it)");
+    char cmd[4096], path[1024];
+    snprintf(cmd, sizeof cmd, "cd %s && OPENBLAS_NUM_THREADS=1 mpirun -np 2 --oversubscribe %s train --out frz-ranks2 %s %s",
+             root, test_linnet_bin(), common, small_model);
+    snprintf(path, sizeof path, "%s/frz-ranks2.log", root);
+    int rc = test_system(cmd, path);
+    if (rc != 0) fail_msg("mpirun exited %d: %s", rc, test_read_file(path));
+    for (int i = 0; i <= 6; i++) b[i] = NAN;
+    read_metric("frz-ranks2", "loss", b, 6);
+    for (int s = 1; s <= 6; s++)
+        if (!(fabs(a[s] - b[s]) <= 1e-5 * fabs(a[s]))) fail_msg("frozen run, step %d: 1 rank %.9g, 2 ranks %.9g", s, a[s], b[s]);
+}
+
 static void ranks_and_micro_steps_match_one(void **state) {
     if (test_system("command -v mpirun", NULL) != 0) fail_msg("mpirun not found (scripts/install-deps.sh installs it)");
     char args[2048];
@@ -268,6 +362,12 @@ static void bad_input_fails_cleanly(void **state) {
     fputs("optim:\n  lrr: 0.1\n", f);
     fclose(f);
     expect_error("malformed", "train malformed.yaml --out guarded --resume auto", "malformed.yaml");
+    snprintf(path, sizeof path, "%s/empty.yaml", root);
+    f = fopen(path, "w");
+    fclose(f);
+    expect_error("empty-recipe", "train empty.yaml --out guarded --resume auto", "empty.yaml: the recipe is empty");
+    expect_error("freeze-nothing", "train --set data.path=data '--set' 'train.freeze=layers.*.mlpp' --out guarded --resume auto",
+                 "train.freeze[0]: 'layers.*.mlpp' matches no parameter");
     expect_error("unknown-key", "train unknown.yaml --out guarded --resume auto", "optim.lr");
     expect_error("unknown-set", "train --set train.stepz=3 --out guarded --resume auto", "train.steps");
     expect_error("missing-data", "train --set data.path=nowhere --out guarded --resume auto", "nowhere");
@@ -320,7 +420,11 @@ int main(void) {
         cmocka_unit_test(resume_is_bitwise_exact),
         cmocka_unit_test(linear_recipes_train_resume_and_sample),
         cmocka_unit_test(ranks_and_micro_steps_match_one),
+        cmocka_unit_test(frozen_parameters_stay_put),
         cmocka_unit_test(bad_input_fails_cleanly),
     };
+    if (!corpus_command(corpus, sizeof corpus))
+        return test_skip_suite("no corpus: neither data/corpus/kjv.txt nor the bible-kjv package's `bible` "
+                               "(scripts/install-deps.sh installs it)");
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -16,6 +16,12 @@
         if (!(t)) fail_msg("%s is NULL: %s", #t, ln_error_message());                            \
     } while (0)
 
+/* The exit status of a suite that could not run here: ctest's SKIP_RETURN_CODE
+ * (tests/CMakeLists.txt), so the summary counts it skipped. */
+#define TEST_SKIPPED 77
+/* Prints "SKIPPED: <why>" and returns TEST_SKIPPED (for main). */
+int test_skip_suite(const char *why);
+
 /* Gradient check with the suites' usual step and tolerance. */
 #define assert_gradcheck(fn, ctx, n, inputs) assert_ok(ln_gradcheck(fn, ctx, n, inputs, 1e-6, 1e-6))
 

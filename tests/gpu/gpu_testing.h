@@ -5,12 +5,16 @@
 
 #include "autograd/gradcheck.h"
 #include "autograd/ops.h"
+#include "testing.h"
 
 #define GPU_TOL_F32 1e-5
 #define GPU_TOL_BF16 2e-2
 
-/* True when a GPU is visible; suites call skip() otherwise. */
+/* True when a GPU is visible. */
 bool gpu_present(void);
+/* Runs a suite's tests where a GPU is visible; elsewhere prints that the suite is skipped and
+ * returns TEST_SKIPPED, so ctest counts it skipped, not passed. */
+#define gpu_run_tests(tests) (gpu_present() ? cmocka_run_group_tests(tests, NULL, NULL) : test_skip_suite("no GPU is visible"))
 
 /* A caller-owned CPU tensor: normal(0, scale) floats (f32), or ints uniform in [0, high). */
 ln_tensor *gpu_randn(int ndim, const int64_t *shape, double scale, uint64_t seed);

@@ -266,5 +266,5 @@ int main(void) {
         cmocka_unit_test(fused_matches_unfused_on_gpu),
         cmocka_unit_test(add_rmsnorm_repeats_bit_for_bit),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return gpu_run_tests(tests);
 }

@@ -187,5 +187,5 @@ int main(void) {
     ln_set_attention_impl(LN_ATTN_OWN);
     const char *filter = getenv("ATTN_TEST_FILTER");
     if (filter && *filter) cmocka_set_test_filter(filter);
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return gpu_run_tests(tests);
 }

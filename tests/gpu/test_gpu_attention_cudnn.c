@@ -438,5 +438,5 @@ int main(void) {
         cmocka_unit_test(dispatch_matches_cpu),
         cmocka_unit_test(dispatch_causal_bottom_right),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return gpu_run_tests(tests);
 }

@@ -100,5 +100,5 @@ int main(void) {
         cmocka_unit_test(cast_matches_cpu),
         cmocka_unit_test(poisoned_outputs_fail),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return gpu_run_tests(tests);
 }

@@ -98,5 +98,5 @@ int main(void) {
         cmocka_unit_test(cross_entropy_paths),
         cmocka_unit_test(adopted_gradients),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return gpu_run_tests(tests);
 }

@@ -317,5 +317,5 @@ int main(void) {
         cmocka_unit_test(normalized_linear_attention_matches_cpu),
         cmocka_unit_test(hedgehog_matches_cpu),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return gpu_run_tests(tests);
 }

@@ -199,5 +199,5 @@ int main(void) {
         cmocka_unit_test(side_stream_sees_final_gradients_bf16),
         cmocka_unit_test(nccl_one_rank_keeps_the_gradients),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return gpu_run_tests(tests);
 }

@@ -226,5 +226,5 @@ int main(void) {
         cmocka_unit_test(rope_matches_cpu),
         cmocka_unit_test(norm_results_repeat_bit_for_bit),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return gpu_run_tests(tests);
 }

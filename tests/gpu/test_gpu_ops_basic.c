@@ -529,5 +529,5 @@ int main(void) {
         cmocka_unit_test(bad_ids_never_crash),
         cmocka_unit_test(bad_ids_skipped_in_backward),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return gpu_run_tests(tests);
 }

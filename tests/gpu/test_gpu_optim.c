@@ -142,5 +142,5 @@ int main(void) {
         cmocka_unit_test(clip_step_matches_cpu),
         cmocka_unit_test(many_tensors_match_cpu),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return gpu_run_tests(tests);
 }

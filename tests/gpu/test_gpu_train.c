@@ -116,5 +116,5 @@ int main(void) {
         cmocka_unit_test(gpu_training_matches_cpu),
         cmocka_unit_test(linear_attention_training_matches_cpu),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return gpu_run_tests(tests);
 }
