@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Proof that a change kept behaviour: trains the same recipes with two linnet binaries and compares
+# the per-step losses and gradient norms bit for bit (metrics.jsonl less tokens/s).
+#   scripts/compare-losses.sh BIN_BEFORE BIN_AFTER [DEVICE [STEPS [RECIPE...]]]
+# DEVICE cpu (default) or cuda; STEPS 20; recipes: tiny and gla-tiny. Prints one line per recipe,
+# "identical" or the first step that differs, and exits 1 when any differs. On a GPU, BEFORE runs
+# twice, so a difference that the kernels' own nondeterminism would explain shows as such.
+set -uo pipefail
+before=$1 after=$2 device=${3:-cpu} steps=${4:-20}
+shift $(($# < 4 ? $# : 4))
+recipes=("$@")
+[ ${#recipes[@]} -gt 0 ] || recipes=(recipes/tiny.yaml recipes/gla-tiny.yaml)
+cd "$(dirname "$0")/.."
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+losses() { # BIN RECIPE NAME: trains, prints the metrics file without the timings
+  "$1" train "$2" --out "$work/$3" --no-sample --set train.steps="$steps" --set train.log_every="$steps" \
+    --set train.device="$device" --set eval.every=0 --set ckpt.every=0 > "$work/$3.log" 2>&1 ||
+    { echo "compare-losses: $1 $2 failed: $(tail -1 "$work/$3.log")" >&2; return 1; }
+  sed 's/,"tokens_per_s":[^,}]*//' "$work/$3/metrics.jsonl" > "$work/$3.losses"
+}
+status=0
+for r in "${recipes[@]}"; do
+  name=$(basename "$r" .yaml)
+  losses "$before" "$r" "$name-before" && losses "$after" "$r" "$name-after" || { status=1; continue; }
+  if cmp -s "$work/$name-before.losses" "$work/$name-after.losses"; then
+    echo "$name ($device, $steps steps): identical losses and gradient norms"
+    continue
+  fi
+  status=1
+  echo "$name ($device): differs; first differing step:"
+  diff "$work/$name-before.losses" "$work/$name-after.losses" | head -4
+  if [ "$device" = cuda ] && losses "$before" "$r" "$name-again"; then
+    cmp -s "$work/$name-before.losses" "$work/$name-again.losses" && echo "  (BEFORE twice: identical)" ||
+      echo "  (BEFORE twice differs too: the kernels are not deterministic here)"
+  fi
+done
+exit $status
