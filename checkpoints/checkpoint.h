@@ -1,6 +1,8 @@
-/* HDF5 checkpoints: parameters, optimizer moments, step, RNG state, loader cursor and the resolved
- * recipe, in a layout documented in docs/checkpoint-format.md so h5py can read it. Writes go to
- * a temporary file renamed into place: a crash mid-write never destroys the last good one. */
+/* linnet checkpoints: parameters, optimizer moments, step, RNG state, loader cursor and the
+ * resolved recipe, in an HDF5 layout documented in docs/checkpoint-format.md so h5py can read it.
+ * Writes go to a temporary file renamed into place: a crash mid-write never destroys the last good
+ * one. The layout is checkpoints/h5_checkpoint.c, the temporary file + rename atomic_file.c; the
+ * file names of a run directory (latest, prune) are run_dir.h, included here for callers. */
 #ifndef LN_CHECKPOINT_H
 #define LN_CHECKPOINT_H
 
@@ -8,6 +10,7 @@
 #include <stdint.h>
 
 #include "autograd/tensor.h"
+#include "checkpoints/run_dir.h"
 
 #define LN_CKPT_MAX_STATE 16
 
@@ -33,12 +36,5 @@ int ln_checkpoint_save(const char *path, const ln_checkpoint *ck);
 int ln_checkpoint_load(const char *path, ln_checkpoint *ck);
 /* Only the recipe (to build the model before loading the rest). *yaml is malloc'd. */
 int ln_checkpoint_read_recipe(const char *path, char **yaml);
-/* The newest checkpoint (highest step) in dir: "step-00000100.h5" files. LN_ERR if none. */
-int ln_checkpoint_find_latest(const char *dir, char *path, size_t len);
-/* dir/step-%08lld.h5 */
-void ln_checkpoint_path(const char *dir, int64_t step, char *path, size_t len);
-/* Deletes all but the newest `keep` step-*.h5 files in dir (keep 0 keeps all; .tmp files and
- * other names are left alone). LN_ERR when dir cannot be read or a file cannot be removed. */
-int ln_checkpoint_prune(const char *dir, int keep);
 
 #endif

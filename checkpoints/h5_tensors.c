@@ -1,3 +1,5 @@
+/* Plain HDF5 files of named tensors for `linnet op` (h5_tensors.h): no checkpoint layout, and
+ * lenient reading (any float or integer type) where checkpoints (h5_checkpoint.c) are strict. */
 #include "checkpoints/h5_tensors.h"
 
 #include <hdf5.h>

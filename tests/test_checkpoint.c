@@ -1,5 +1,5 @@
 /* HDF5 checkpoints: round trip, directory scanning, the errors a user meets, and the promise that
- * a failed save never touches the previous checkpoint. */
+ * a failed save never touches the previous checkpoint (also of atomic_file.h on its own). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "checkpoints/atomic_file.h"
 #include "checkpoints/checkpoint.h"
 #include "testing.h"
 
@@ -471,6 +472,51 @@ static void failed_save_keeps_old_file(void **state) {
     free(after);
 }
 
+/* The atomic replace on its own, with a plain stdio writer (what non-HDF5 writers will do). */
+static void atomic_file_replaces_or_keeps(void **state) {
+    const char *dir = fresh_dir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/out.bin", dir);
+    touch(dir, "out.bin"); /* "x" */
+    ln_atomic_file f;
+    size_t n = 0;
+
+    assert_ok(ln_atomic_begin(&f, path)); /* commit: the new bytes at path, no .tmp left */
+    char tmp[520];
+    snprintf(tmp, sizeof tmp, "%s", f.tmp);
+    assert_int_equal(strcmp(tmp + strlen(path), ".tmp"), 0);
+    FILE *out = fopen(f.tmp, "w");
+    assert_non_null(out);
+    fputs("new", out);
+    fclose(out);
+    assert_ok(ln_atomic_commit(&f));
+    unsigned char *got = read_bytes(path, &n);
+    assert_true(got && n == 3 && memcmp(got, "new", 3) == 0);
+    free(got);
+    assert_false(file_exists(tmp));
+
+    assert_ok(ln_atomic_begin(&f, path)); /* abort: path as it was, the .tmp removed */
+    out = fopen(f.tmp, "w");
+    assert_non_null(out);
+    fputs("half", out);
+    fclose(out);
+    ln_atomic_abort(&f, true);
+    got = read_bytes(path, &n);
+    assert_true(got && n == 3 && memcmp(got, "new", 3) == 0);
+    free(got);
+    assert_false(file_exists(tmp));
+
+    snprintf(path, sizeof path, "%s/sub", dir); /* a failed rename (onto a non-empty directory) */
+    assert_int_equal(mkdir(path, 0755), 0);
+    touch(path, "keep");
+    assert_ok(ln_atomic_begin(&f, path));
+    snprintf(tmp, sizeof tmp, "%s", f.tmp);
+    touch(dir, "sub.tmp");
+    assert_int_equal(ln_atomic_commit(&f), LN_ERR);
+    assert_contains(ln_error_message(), "cannot rename");
+    assert_false(file_exists(tmp));
+}
+
 static void cursor_limit_on_load(void **state) {
     const char *dir = fresh_dir();
     char path[512];
@@ -540,6 +586,7 @@ int main(void) {
         cmocka_unit_test(shape_mismatch_names_both_shapes),
         cmocka_unit_test(missing_dataset_is_named),
         cmocka_unit_test(failed_save_keeps_old_file),
+        cmocka_unit_test(atomic_file_replaces_or_keeps),
         cmocka_unit_test(cursor_limit_on_load),
         cmocka_unit_test(h5dump_reads_it),
         cmocka_unit_test(no_hdf5_handles_left),

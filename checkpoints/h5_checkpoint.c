@@ -1,4 +1,5 @@
-/* HDF5 checkpoints. The layout (docs/checkpoint-format.md is the user-facing copy):
+/* The HDF5 layout of a linnet checkpoint: ln_checkpoint_save, _load and _read_recipe of
+ * checkpoint.h. The layout (docs/checkpoint-format.md is the user-facing copy):
  *
  *   /                     attributes: format = "linnet-checkpoint" (variable-length UTF-8 string),
  *                                     format_version = 1 (int32), step (int64)
@@ -14,13 +15,11 @@
  *   /recipe               scalar variable-length UTF-8 string: the resolved recipe YAML
  *
  * Datasets are contiguous and uncompressed so any HDF5 reader (h5py, h5dump) opens them as is.
- * Tensor names may not be "recipe" or start with "state/": those paths belong to the format. */
+ * Tensor names may not be "recipe" or start with "state/": those paths belong to the format.
+ * The temporary file and rename around a save are atomic_file.c's; step file names, run_dir.c's. */
 #include "checkpoints/checkpoint.h"
 
-#include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <hdf5.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -28,9 +27,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "autograd/error.h"
+#include "checkpoints/atomic_file.h"
 
 #define FORMAT_NAME "linnet-checkpoint"
 #define FORMAT_VERSION 1
@@ -312,58 +311,27 @@ static int validate_save(const char *path, const ln_checkpoint *ck) {
     return LN_OK;
 }
 
-static int fsync_path(const char *path, int flags) {
-    int fd = open(path, flags);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    /* Some filesystems cannot fsync a directory; the rename is then as durable as they allow. */
-    if (rc != 0 && (flags & O_DIRECTORY) && (errno == EINVAL || errno == ENOTSUP)) rc = 0;
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return rc;
-}
-
 int ln_checkpoint_save(const char *path, const ln_checkpoint *ck) {
     quiet_hdf5();
     if (!path || !*path || !ck) return ln_fail("checkpoint save: no path or no checkpoint");
     if (validate_save(path, ck)) return LN_ERR;
 
-    size_t n = strlen(path);
-    char *tmp = malloc(n + 5);
-    if (!tmp) return ln_fail("%s: out of host memory", path);
-    snprintf(tmp, n + 5, "%s.tmp", path);
-
-    /* Nothing at path is touched until the rename: a crash before it leaves the last good file. */
-    hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    ln_atomic_file out;
+    if (ln_atomic_begin(&out, path)) return LN_ERR;
+    hid_t file = H5Fcreate(out.tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (file < 0) {
-        h5_fail(path, "cannot create %s", tmp);
-        free(tmp); /* not ours: it may be something else that sits at that name */
+        h5_fail(path, "cannot create %s", out.tmp);
+        ln_atomic_abort(&out, false); /* not ours: it may be something else that sits at that name */
         return LN_ERR;
     }
     int st = write_contents(file, path, ck);
-    if (st == LN_OK && H5Fflush(file, H5F_SCOPE_GLOBAL) < 0) st = h5_fail(path, "cannot flush %s", tmp);
-    if (H5Fclose(file) < 0 && st == LN_OK) st = h5_fail(path, "cannot close %s", tmp);
-    if (st == LN_OK && fsync_path(tmp, O_RDONLY) != 0)
-        st = ln_fail("%s: cannot fsync %s: %s", path, tmp, strerror(errno));
-    if (st == LN_OK && rename(tmp, path) != 0)
-        st = ln_fail("%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
+    if (st == LN_OK && H5Fflush(file, H5F_SCOPE_GLOBAL) < 0) st = h5_fail(path, "cannot flush %s", out.tmp);
+    if (H5Fclose(file) < 0 && st == LN_OK) st = h5_fail(path, "cannot close %s", out.tmp);
     if (st != LN_OK) {
-        unlink(tmp);
-        free(tmp);
+        ln_atomic_abort(&out, true);
         return LN_ERR;
     }
-    free(tmp);
-
-    /* The rename itself lives in the directory: sync it so the new name survives a power cut. */
-    char *dir = strdup(path);
-    if (!dir) return ln_fail("%s: out of host memory", path);
-    char *slash = strrchr(dir, '/');
-    const char *d = slash ? (slash == dir ? "/" : (*slash = '\0', dir)) : ".";
-    if (fsync_path(d, O_RDONLY | O_DIRECTORY) != 0)
-        st = ln_fail("%s: written, but cannot fsync directory %s: %s", path, d, strerror(errno));
-    free(dir);
-    return st;
+    return ln_atomic_commit(&out);
 }
 
 /* ---- reading --------------------------------------------------------------------------------- */
@@ -612,105 +580,5 @@ int ln_checkpoint_read_recipe(const char *path, char **yaml) {
     if (open_checkpoint(path, &file)) return LN_ERR;
     int st = read_recipe(file, path, yaml);
     H5Fclose(file);
-    return st;
-}
-
-/* ---- directories ----------------------------------------------------------------------------- */
-
-void ln_checkpoint_path(const char *dir, int64_t step, char *path, size_t len) {
-    snprintf(path, len, "%s/step-%08lld.h5", dir, (long long)step);
-}
-
-/* "step-<digits>.h5" exactly; anything else (".tmp" leftovers, notes, overflow) is not ours. */
-static bool parse_step_name(const char *name, int64_t *step) {
-    if (strncmp(name, "step-", 5) != 0) return false;
-    const char *p = name + 5;
-    if (!isdigit((unsigned char)*p)) return false;
-    int64_t v = 0;
-    for (; isdigit((unsigned char)*p); p++) {
-        int digit = *p - '0';
-        if (v > (INT64_MAX - digit) / 10) return false;
-        v = v * 10 + digit;
-    }
-    if (strcmp(p, ".h5") != 0) return false;
-    *step = v;
-    return true;
-}
-
-typedef struct {
-    int64_t step;
-    char name[256];
-} step_file;
-
-/* The regular step-*.h5 files of dir, malloc'd in *files. */
-static int scan_dir(const char *dir, step_file **files, int *n) {
-    *files = NULL;
-    *n = 0;
-    DIR *d = opendir(dir);
-    if (!d) return ln_fail("%s: cannot open directory: %s", dir, strerror(errno));
-    int cap = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        int64_t step;
-        struct stat sb;
-        if (!parse_step_name(e->d_name, &step) || strlen(e->d_name) >= sizeof((step_file *)0)->name) continue;
-        if (fstatat(dirfd(d), e->d_name, &sb, 0) != 0 || !S_ISREG(sb.st_mode)) continue;
-        if (*n == cap) {
-            cap = cap ? 2 * cap : 16;
-            step_file *grown = realloc(*files, (size_t)cap * sizeof *grown);
-            if (!grown) {
-                closedir(d);
-                free(*files);
-                *files = NULL;
-                return ln_fail("%s: out of host memory", dir);
-            }
-            *files = grown;
-        }
-        (*files)[*n].step = step;
-        snprintf((*files)[*n].name, sizeof (*files)[*n].name, "%s", e->d_name);
-        (*n)++;
-    }
-    closedir(d);
-    return LN_OK;
-}
-
-/* Newest first; the name breaks ties (step-1.h5 vs step-00000001.h5) so the order is stable. */
-static int newest_first(const void *a, const void *b) {
-    const step_file *x = a, *y = b;
-    if (x->step != y->step) return x->step < y->step ? 1 : -1;
-    return -strcmp(x->name, y->name);
-}
-
-int ln_checkpoint_find_latest(const char *dir, char *path, size_t len) {
-    step_file *files;
-    int n;
-    if (!dir) return ln_fail("checkpoint find: no directory");
-    if (scan_dir(dir, &files, &n)) return LN_ERR;
-    if (n == 0) {
-        free(files);
-        return ln_fail("no checkpoint in %s", dir);
-    }
-    qsort(files, (size_t)n, sizeof *files, newest_first);
-    int w = snprintf(path, len, "%s/%s", dir, files[0].name);
-    free(files);
-    if (w < 0 || (size_t)w >= len) return ln_fail("%s: checkpoint path longer than %zu bytes", dir, len);
-    return LN_OK;
-}
-
-int ln_checkpoint_prune(const char *dir, int keep) {
-    if (!dir) return ln_fail("checkpoint prune: no directory");
-    if (keep < 0) return ln_fail("%s: cannot keep %d checkpoints", dir, keep);
-    if (keep == 0) return LN_OK;
-    step_file *files;
-    int n, st = LN_OK;
-    if (scan_dir(dir, &files, &n)) return LN_ERR;
-    qsort(files, (size_t)n, sizeof *files, newest_first);
-    char path[4352];
-    for (int i = keep; i < n; i++) {
-        snprintf(path, sizeof path, "%s/%s", dir, files[i].name);
-        if (unlink(path) != 0 && errno != ENOENT && st == LN_OK)
-            st = ln_fail("%s: cannot remove: %s", path, strerror(errno));
-    }
-    free(files);
     return st;
 }
