@@ -23,7 +23,8 @@ static int usage(FILE *out) {
     for (int i = 0; i < N_COMMANDS; i++) fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
     fprintf(out, "\nquick start:\n  linnet prep --tokenizer bytes --out data/kjv data/corpus/kjv.txt\n"
                  "  linnet train recipes/tiny.yaml --out runs/tiny\n"
-                 "  linnet sample runs/tiny/step-00000300.h5 --prompt \"And God said\" --tokens 200\n");
+                 "  linnet sample runs/tiny/step-00000300.h5 --prompt \"And God said\" --tokens 200\n"
+                 "  linnet plot runs/tiny --out runs/tiny/plot.png\n");
     return out == stdout ? 0 : 2;
 }
 

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -161,6 +162,31 @@ static void plot_panel(FILE *f, const char *data, const plot_run *runs, int n, c
     fputc('\n', f);
 }
 
+/* A log loss axis fitted to the losses, with tics at 1, 1.5, 2, 3, 4, 5, 6 and 8 of each decade
+ * (gnuplot's own has none inside a decade, where losses usually stay); over two decades, its own. */
+static void log_axis(FILE *f, const plot_run *runs, int n) {
+    fputs("set logscale y\n", f);
+    double lo = INFINITY, hi = 0;
+    for (int i = 0; i < n; i++) {
+        const ln_metrics *m = &runs[i].metrics;
+        for (int64_t p = 0; p < m->n_train; p++) lo = fmin(lo, m->train[p].loss), hi = fmax(hi, m->train[p].loss);
+        for (int64_t p = 0; p < m->n_val; p++) lo = fmin(lo, m->val[p].val_loss), hi = fmax(hi, m->val[p].val_loss);
+    }
+    if (!(lo > 0) || hi / lo > 100) return;
+    static const double steps[] = {1, 1.5, 2, 3, 4, 5, 6, 8};
+    double tics[3 * 8 + 8], bottom = lo / 1.04, top = hi * 1.04;
+    int count = 0;
+    for (int k = (int)floor(log10(bottom)); k <= (int)ceil(log10(top)); k++)
+        for (int s = 0; s < 8; s++) {
+            double v = steps[s] * pow(10, k);
+            if (v >= bottom && v <= top && count < (int)(sizeof tics / sizeof tics[0])) tics[count++] = v;
+        }
+    if (count < 2) return; /* a range too narrow for these: gnuplot's */
+    fprintf(f, "set yrange [%.9g:%.9g]\nset ytics (", bottom, top);
+    for (int t = 0; t < count; t++) fprintf(f, "%s%.9g", t ? ", " : "", tics[t]);
+    fputs(")\n", f);
+}
+
 static int write_script(FILE *f, const char *data, const char *image, plot_run *runs, int n, const ln_plot_options *o) {
     bool svg = has_extension(o->out, "svg");
     if (svg)
@@ -177,7 +203,7 @@ static int write_script(FILE *f, const char *data, const char *image, plot_run *
     gp_string(f, image);
     fputs("\nset datafile missing 'NaN'\n", f);
     for (int c = 0; c < N_COLOURS; c++) fprintf(f, "set linetype %d lc rgb '%s' lw 1.5\n", c + 1, colours[c]);
-    fputs("set border 3 lc rgb '#444444'\nset tics nomirror\nset grid lc rgb '#dddddd' lw 1\n"
+    fputs("set border 3 lc rgb '#444444'\nset tics nomirror\nset grid lt 1 lc rgb '#e6e6e6' lw 1\n"
           "set xlabel 'step'\nset format y '%g'\nset key top right spacing 1.1 samplen 2.5\n",
           f);
     fputs("set multiplot layout 2,2", f);
@@ -187,10 +213,10 @@ static int write_script(FILE *f, const char *data, const char *image, plot_run *
         fputs(" font ',13'", f);
     }
     fputc('\n', f);
-    fputs(o->log_y ? "set logscale y\n" : "", f);
+    if (o->log_y) log_axis(f, runs, n);
     fputs("set title 'loss (lines: train, dashed + points: validation)'\nset ylabel 'loss (nats / token)'\n", f);
     plot_panel(f, data, runs, n, "1:2", true);
-    fputs("unset logscale y\nunset key\n", f);
+    fputs("unset logscale y\nset autoscale y\nset ytics autofreq\nunset key\n", f);
     fputs("set title 'learning rate'\nset ylabel 'lr'\nset format y '%.1e'\nset yrange [0:*]\n", f);
     plot_panel(f, data, runs, n, "1:3", false);
     fputs("set title 'throughput'\nset ylabel 'thousand tokens / s'\nset format y '%g'\n", f);
