@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <spawn.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,8 +140,26 @@ static void gp_string(FILE *f, const char *s) {
     fputc('\'', f);
 }
 
-/* One panel: `using` of every run's training block (and, for the loss, the validation points). */
-static void plot_panel(FILE *f, const char *data, const plot_run *runs, int n, const char *using, bool with_val) {
+/* Whether any run's training steps have a number in the field at byte offset `field`. */
+static bool has_values(const plot_run *runs, int n, size_t field) {
+    for (int i = 0; i < n; i++)
+        for (int64_t p = 0; p < runs[i].metrics.n_train; p++) {
+            double v;
+            memcpy(&v, (const char *)&runs[i].metrics.train[p] + field, sizeof v);
+            if (v == v) return true;
+        }
+    return false;
+}
+
+/* One panel: `using` of every run's training block (and, for the loss, the validation points);
+ * where no run has the key (metrics of an older linnet), an empty panel saying so. */
+static void plot_panel(FILE *f, const char *data, const plot_run *runs, int n, const char *key, size_t field,
+                       const char *using, bool with_val) {
+    if (!has_values(runs, n, field)) {
+        fprintf(f, "set label 1 'no \"%s\" in metrics.jsonl' at graph 0.5, graph 0.5 center\n"
+                   "plot [0:1] [0:1] NaN notitle\nunset label 1\n", key);
+        return;
+    }
     fputs("plot ", f);
     for (int i = 0; i < n; i++) {
         int lt = i % N_COLOURS + 1;
@@ -206,6 +225,12 @@ static int write_script(FILE *f, const char *data, const char *image, plot_run *
     fputs("set border 3 lc rgb '#444444'\nset tics nomirror\nset grid lt 1 lc rgb '#e6e6e6' lw 1\n"
           "set xlabel 'step'\nset format y '%g'\nset key top right spacing 1.1 samplen 2.5\n",
           f);
+    int64_t last = 0;
+    for (int i = 0; i < n; i++) {
+        const ln_metrics *m = &runs[i].metrics;
+        if (m->train[m->n_train - 1].step > last) last = m->train[m->n_train - 1].step;
+    }
+    if (last <= 10) fputs("set xtics 1\n", f); /* a run of a few steps: whole steps, not 1.2, 1.4 */
     fputs("set multiplot layout 2,2", f);
     if (o->title && o->title[0]) {
         fputs(" title ", f);
@@ -215,14 +240,14 @@ static int write_script(FILE *f, const char *data, const char *image, plot_run *
     fputc('\n', f);
     if (o->log_y) log_axis(f, runs, n);
     fputs("set title 'loss (lines: train, dashed + points: validation)'\nset ylabel 'loss (nats / token)'\n", f);
-    plot_panel(f, data, runs, n, "1:2", true);
+    plot_panel(f, data, runs, n, "loss", offsetof(ln_train_point, loss), "1:2", true);
     fputs("unset logscale y\nset autoscale y\nset ytics autofreq\nunset key\n", f);
     fputs("set title 'learning rate'\nset ylabel 'lr'\nset format y '%.1e'\nset yrange [0:*]\n", f);
-    plot_panel(f, data, runs, n, "1:3", false);
+    plot_panel(f, data, runs, n, "lr", offsetof(ln_train_point, lr), "1:3", false);
     fputs("set title 'throughput'\nset ylabel 'thousand tokens / s'\nset format y '%g'\n", f);
-    plot_panel(f, data, runs, n, "1:($5 / 1000)", false);
+    plot_panel(f, data, runs, n, "tokens_per_s", offsetof(ln_train_point, tokens_per_s), "1:($5 / 1000)", false);
     fputs("set title 'gradient norm (before clipping)'\nset ylabel 'global L2 norm'\nset format y '%g'\n", f);
-    plot_panel(f, data, runs, n, "1:4", false);
+    plot_panel(f, data, runs, n, "grad_norm", offsetof(ln_train_point, grad_norm), "1:4", false);
     fputs("unset multiplot\nset output\n", f);
     return ferror(f) ? LN_ERR : LN_OK;
 }

@@ -310,6 +310,15 @@ static void svg_has_a_legend_and_one_path_per_series(void **state) {
     assert_non_null(strstr(svg, "<text>baseline</text>"));
     assert_non_null(strstr(svg, "<text>other/baseline</text>"));
     free(svg);
+
+    /* metrics without a key (an older linnet's): that panel says so, the others are drawn */
+    write_run("loss-only", "{\"step\":1,\"loss\":5,\"lr\":0.1}\n{\"step\":2,\"loss\":4,\"lr\":0.1}\n");
+    assert_int_equal(plot("svg-loss-only", NULL, "loss-only --out loss-only.svg"), 0);
+    svg = read_in_root("loss-only.svg");
+    assert_non_null(strstr(svg, "<text>no \"tokens_per_s\" in metrics.jsonl"));
+    assert_non_null(strstr(svg, "<text>no \"grad_norm\" in metrics.jsonl"));
+    assert_null(strstr(svg, "no \"lr\""));
+    free(svg);
 }
 
 int main(void) {
