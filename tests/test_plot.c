@@ -171,7 +171,20 @@ static void bad_input_fails_with_one_line(void **state) {
     assert_no_file("x.");
 }
 
-static void missing_gnuplot_says_to_install_it_and_keeps_the_old_picture(void **state) {
+/* root/DIR/gnuplot: a shell script standing in for gnuplot */
+static void fake_gnuplot(const char *dir, const char *script) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", root, dir);
+    mkdir(path, 0755);
+    snprintf(path, sizeof path, "%s/%s/gnuplot", root, dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(script, f);
+    fclose(f);
+    assert_int_equal(chmod(path, 0755), 0);
+}
+
+static void failing_gnuplot_leaves_the_old_picture(void **state) {
     write_synthetic_run("good", 10, 5, 1e-3, "");
     char path[1024];
     snprintf(path, sizeof path, "%s/old.png", root);
@@ -179,6 +192,19 @@ static void missing_gnuplot_says_to_install_it_and_keeps_the_old_picture(void **
     fputs("the old picture", f);
     fclose(f);
     expect_error("no-gnuplot", "PATH=/nonexistent", "good --out old.png", "gnuplot-nox");
+    /* a gnuplot that fails after writing half a picture, and one that writes nothing */
+    fake_gnuplot("failing", "#!/bin/sh\nout=$(sed -n \"s/^set output '\\(.*\\)'$/\\1/p\" \"$2\")\n"
+                            "printf half > \"$out\"\ncp \"$out\" \"${0%/gnuplot}/wrote\"\necho 'line 7: it broke' >&2\nexit 1\n");
+    fake_gnuplot("silent", "#!/bin/sh\nexit 0\n");
+    char env[1200];
+    snprintf(env, sizeof env, "PATH=%s/failing:$PATH", root);
+    expect_error("failing-gnuplot", env, "good --out old.png", "gnuplot failed (exit 1): line 7: it broke");
+    snprintf(env, sizeof env, "PATH=%s/silent:$PATH", root);
+    expect_error("silent-gnuplot", env, "good --out old.png", "gnuplot wrote no image");
+    char *half = read_in_root("failing/wrote"); /* it did write into the temporary file */
+    assert_non_null(half);
+    assert_string_equal(half, "half");
+    free(half);
     char *old = read_in_root("old.png");
     assert_string_equal(old, "the old picture");
     free(old);
@@ -325,7 +351,7 @@ int main(void) {
     const struct CMUnitTest without_gnuplot[] = {
         cmocka_unit_test(reader_skips_partial_last_line_and_lets_resumed_steps_win),
         cmocka_unit_test(bad_input_fails_with_one_line),
-        cmocka_unit_test(missing_gnuplot_says_to_install_it_and_keeps_the_old_picture),
+        cmocka_unit_test(failing_gnuplot_leaves_the_old_picture),
         cmocka_unit_test(help_names_the_panels_and_the_partial_line),
     };
     const struct CMUnitTest with_gnuplot[] = {
