@@ -19,17 +19,20 @@
 
 static char root[512]; /* the runs and pictures */
 
-/* A run directory root/NAME whose metrics.jsonl is `text`. */
-static void write_run(const char *name, const char *text) {
+/* root/DIR/FILE holding `text` (DIR made when missing). */
+static void write_file(const char *dir, const char *file, const char *text) {
     char path[1024];
-    snprintf(path, sizeof path, "%s/%s", root, name);
+    snprintf(path, sizeof path, "%s/%s", root, dir);
     mkdir(path, 0755);
-    snprintf(path, sizeof path, "%s/%s/metrics.jsonl", root, name);
+    snprintf(path, sizeof path, "%s/%s/%s", root, dir, file);
     FILE *f = fopen(path, "w");
     assert_non_null(f);
     fputs(text, f);
     fclose(f);
 }
+
+/* A run directory root/NAME whose metrics.jsonl is `text`. */
+static void write_run(const char *name, const char *text) { write_file(name, "metrics.jsonl", text); }
 
 /* A run of `steps` steps as linnet train writes it: the untrained val loss, then one line a step,
  * val_loss every `every` steps; `tail` is appended as is. */
@@ -75,6 +78,16 @@ static void expect_error(const char *name, const char *env, const char *args, co
     for (char *p = err; *p; p++) lines += *p == '\n';
     if (lines != 1) fail_msg("%s: %d lines on stderr (want 1): %s", name, lines, err);
     if (!strstr(err, expect)) fail_msg("%s: error does not name '%s': %s", name, expect, err);
+    free(err);
+}
+
+/* The command must succeed (else the test fails with its stderr). */
+static void expect_success(const char *name, const char *args) {
+    int rc = plot(name, NULL, args);
+    char errname[600];
+    snprintf(errname, sizeof errname, "%s.err", name);
+    char *err = read_in_root(errname);
+    if (rc != 0) fail_msg("%s: plot exited %d: %s", name, rc, err ? err : "");
     free(err);
 }
 
@@ -173,14 +186,9 @@ static void bad_input_fails_with_one_line(void **state) {
 
 /* root/DIR/gnuplot: a shell script standing in for gnuplot */
 static void fake_gnuplot(const char *dir, const char *script) {
+    write_file(dir, "gnuplot", script);
     char path[1024];
-    snprintf(path, sizeof path, "%s/%s", root, dir);
-    mkdir(path, 0755);
     snprintf(path, sizeof path, "%s/%s/gnuplot", root, dir);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(script, f);
-    fclose(f);
     assert_int_equal(chmod(path, 0755), 0);
 }
 
@@ -236,10 +244,7 @@ static void png_has_the_size_asked_for(void **state) {
     write_synthetic_run("lr-3e-3", 40, 10, 3e-3, "");
     /* still training: its last line is half written */
     write_synthetic_run("run two's", 25, 10, 1e-3, "{\"step\":26,\"loss\":2.1,\"lr\":0.00");
-    int rc = plot("png", NULL, "lr-3e-3 \"run two's\"/ --out 'curves with space.png' --size 800x600 --title 'a \"title\"' --log-y");
-    char *err = read_in_root("png.err");
-    if (rc != 0) fail_msg("plot exited %d: %s", rc, err);
-    free(err);
+    expect_success("png", "lr-3e-3 \"run two's\"/ --out 'curves with space.png' --size 800x600 --title 'a \"title\"' --log-y");
     char path[1024];
     snprintf(path, sizeof path, "%s/curves with space.png", root);
     FILE *f = fopen(path, "rb");
@@ -287,10 +292,7 @@ static int svg_series(const char *svg, series *out, int max) {
 static void svg_has_a_legend_and_one_path_per_series(void **state) {
     write_synthetic_run("baseline", 40, 10, 3e-3, "");
     write_synthetic_run("low lr", 25, 10, 1e-3, "{\"step\":26,\"loss\":2.1,\"lr\":0.00");
-    int rc = plot("svg", NULL, "baseline 'low lr' --out curves.svg --size 1000x700");
-    char *err = read_in_root("svg.err");
-    if (rc != 0) fail_msg("plot exited %d: %s", rc, err);
-    free(err);
+    expect_success("svg", "baseline 'low lr' --out curves.svg --size 1000x700");
     char *svg = read_in_root("curves.svg");
     assert_non_null(svg);
     assert_non_null(strstr(svg, "width=\"1000\" height=\"700\""));
@@ -331,7 +333,7 @@ static void svg_has_a_legend_and_one_path_per_series(void **state) {
     mkdir(path, 0755);
     snprintf(path, sizeof path, "cp -r %s/baseline %s/other/", root, root);
     assert_int_equal(test_system(path, NULL), 0);
-    assert_int_equal(plot("svg-same-name", NULL, "baseline other/baseline --out same.svg"), 0);
+    expect_success("svg-same-name", "baseline other/baseline --out same.svg");
     svg = read_in_root("same.svg");
     assert_non_null(strstr(svg, "<text>baseline</text>"));
     assert_non_null(strstr(svg, "<text>other/baseline</text>"));
@@ -339,7 +341,7 @@ static void svg_has_a_legend_and_one_path_per_series(void **state) {
 
     /* metrics without a key (an older linnet's): that panel says so, the others are drawn */
     write_run("loss-only", "{\"step\":1,\"loss\":5,\"lr\":0.1}\n{\"step\":2,\"loss\":4,\"lr\":0.1}\n");
-    assert_int_equal(plot("svg-loss-only", NULL, "loss-only --out loss-only.svg"), 0);
+    expect_success("svg-loss-only", "loss-only --out loss-only.svg");
     svg = read_in_root("loss-only.svg");
     assert_non_null(strstr(svg, "<text>no \"tokens_per_s\" in metrics.jsonl"));
     assert_non_null(strstr(svg, "<text>no \"grad_norm\" in metrics.jsonl"));
