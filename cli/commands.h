@@ -8,5 +8,6 @@ int cmd_prep(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_op(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
 
 #endif

@@ -1,4 +1,4 @@
-/* linnet: train, prepare data, sample, evaluate and run single ops. Each subcommand lives in cli/cmd_NAME.c. */
+/* linnet: train, prepare data, sample, evaluate, plot and run single ops. Each subcommand lives in cli/cmd_NAME.c. */
 #include <malloc.h>
 #include <stdio.h>
 #include <string.h>
@@ -13,6 +13,7 @@ static const struct {
     {"prep", "tokenize text files into zstd token shards", cmd_prep},
     {"sample", "generate text from a checkpoint", cmd_sample},
     {"eval", "mean loss and perplexity of a checkpoint on a data directory", cmd_eval},
+    {"plot", "draw the loss, lr, tokens/s and grad norm curves of runs (metrics.jsonl) to a PNG or SVG", cmd_plot},
     {"op", "run one op on HDF5 inputs (outputs and gradients), to compare with other libraries", cmd_op},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
@@ -22,7 +23,8 @@ static int usage(FILE *out) {
     for (int i = 0; i < N_COMMANDS; i++) fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
     fprintf(out, "\nquick start:\n  linnet prep --tokenizer bytes --out data/kjv data/corpus/kjv.txt\n"
                  "  linnet train recipes/tiny.yaml --out runs/tiny\n"
-                 "  linnet sample runs/tiny/step-00000300.h5 --prompt \"And God said\" --tokens 200\n");
+                 "  linnet sample runs/tiny/step-00000300.h5 --prompt \"And God said\" --tokens 200\n"
+                 "  linnet plot runs/tiny --out runs/tiny/plot.png\n");
     return out == stdout ? 0 : 2;
 }
 

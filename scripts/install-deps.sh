@@ -3,7 +3,7 @@
 # CUDA is not installed here: where nvcc is present the CUDA parts are built too.
 set -euo pipefail
 packages=(cmake pkg-config build-essential libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools libzstd-dev
-          libyaml-dev libcjson-dev libopenblas-dev libcmocka-dev bible-kjv)
+          libyaml-dev libcjson-dev libopenblas-dev libcmocka-dev bible-kjv gnuplot-nox)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
