@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "autograd/error.h"
+#include "layers/kind_table.h"
 
 static const ln_linear_kind *const kinds[] = {
     &ln_linear_dense,
@@ -26,15 +27,7 @@ static const char *const projections[] = {
 #define N_PROJECTIONS (int)(sizeof projections / sizeof projections[0])
 
 const ln_linear_kind *ln_linear_kind_find(const char *name) {
-    for (int i = 0; i < N_KINDS; i++)
-        if (strcmp(kinds[i]->name, name) == 0) return kinds[i];
-    char known[256] = "";
-    for (int i = 0; i < N_KINDS; i++) {
-        strncat(known, i ? ", " : "", sizeof known - strlen(known) - 1);
-        strncat(known, kinds[i]->name, sizeof known - strlen(known) - 1);
-    }
-    ln_fail("unknown linear kind '%s' (known: %s)", name, known);
-    return NULL;
+    return ln_kind_find((const void *const *)kinds, N_KINDS, name, "linear kind");
 }
 
 /* Whether override key `key` names `projection`: the same name, or a group above it. */

@@ -266,24 +266,20 @@ static void linear_kinds_per_layer_and_projection(void **state) {
     assert_ok(ln_config_set(&c, "model.linear=dense"));
     assert_int_equal(c.model.linear_count, 0);
 
-    ln_config_defaults(&c);
-    assert_ok(ln_config_set(&c, "model.linear=[dense, dense]"));
-    expect_invalid(&c, "model.linear lists 2 kinds but model.n_layers is 4");
-    ln_config_defaults(&c);
-    assert_ok(ln_config_set(&c, "model.linear=[dense, dense, int3, dense]"));
-    expect_invalid(&c, "model.linear[2]: unknown linear kind 'int3' (known: dense)");
-    ln_config_defaults(&c);
-    assert_ok(ln_config_set(&c, "model.linear=int3"));
-    expect_invalid(&c, "model.linear: unknown linear kind 'int3'");
-    ln_config_defaults(&c);
-    assert_ok(ln_config_set(&c, "model.linear_overrides={attn.x: dense}"));
-    expect_invalid(&c, "model.linear_overrides: unknown projection 'attn.x'");
-    ln_config_defaults(&c);
-    assert_ok(ln_config_set(&c, "model.linear_overrides={mlp.up: int3}"));
-    expect_invalid(&c, "model.linear_overrides.mlp.up: unknown linear kind 'int3'");
-    ln_config_defaults(&c);
-    assert_ok(ln_config_set(&c, "model.linear_overrides={mlp: dense, mlp: dense}"));
-    expect_invalid(&c, "'mlp' is given twice");
+    /* each accepted by --set, refused by validation with a message naming the entry */
+    const char *invalid[][2] = {
+        {"model.linear=[dense, dense]", "model.linear lists 2 kinds but model.n_layers is 4"},
+        {"model.linear=[dense, dense, int3, dense]", "model.linear[2]: unknown linear kind 'int3' (known: dense)"},
+        {"model.linear=int3", "model.linear: unknown linear kind 'int3'"},
+        {"model.linear_overrides={attn.x: dense}", "model.linear_overrides: unknown projection 'attn.x'"},
+        {"model.linear_overrides={mlp.up: int3}", "model.linear_overrides.mlp.up: unknown linear kind 'int3'"},
+        {"model.linear_overrides={mlp: dense, mlp: dense}", "'mlp' is given twice"},
+    };
+    for (size_t i = 0; i < sizeof invalid / sizeof invalid[0]; i++) {
+        ln_config_defaults(&c);
+        assert_ok(ln_config_set(&c, invalid[i][0]));
+        expect_invalid(&c, invalid[i][1]);
+    }
     expect_set_error("model.linear_overrides=dense", "expected a mapping");
     expect_set_error("model.linear={a: b}", "expected a single value, got a mapping");
 }

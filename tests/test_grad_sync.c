@@ -132,25 +132,12 @@ static int snapshot_wait(void *ctx) {
 }
 
 static ln_config small_config(bool tied) {
-    ln_config c;
-    ln_config_defaults(&c);
-    c.model.vocab_size = 32;
-    c.model.d_model = 16;
-    c.model.n_layers = 2;
-    c.model.n_heads = 2;
-    c.model.n_kv_heads = 1;
-    c.model.mlp_hidden = 32;
+    ln_config c = test_small_config(16, 2, 1, 32);
     c.model.tied_embeddings = tied;
     return c;
 }
 
-static ln_tensor *random_ids(uint64_t seed) {
-    ln_tensor *t = ln_tensor_new(LN_I32, LN_CPU, 2, (int64_t[]){2, 8});
-    ln_rng rng;
-    ln_rng_seed(&rng, seed);
-    for (int64_t i = 0; i < t->numel; i++) ((int32_t *)t->data)[i] = (int32_t)ln_rng_below(&rng, 32);
-    return t;
-}
+static ln_tensor *random_ids(uint64_t seed) { return test_random_ids(2, 8, 32, seed); }
 
 /* Two micro-steps (only the second armed) of the model with an extra parameter no op reads.
  * With sync NULL: the plain backward, for reference. */

@@ -18,25 +18,10 @@
 #include "testing.h"
 
 static ln_config small_config(const char *attention) {
-    ln_config c;
-    ln_config_defaults(&c);
-    c.model.vocab_size = 32;
-    c.model.d_model = 16;
-    c.model.n_layers = 2;
-    c.model.n_heads = 2;
-    c.model.n_kv_heads = 1;
-    c.model.mlp_hidden = 24;
+    ln_config c = test_small_config(16, 2, 1, 24);
     c.model.tied_embeddings = false;
     for (int i = 0; i < LN_MAX_LAYERS; i++) snprintf(c.model.attention[i], LN_NAME_LEN, "%s", attention);
     return c;
-}
-
-static ln_tensor *random_ids(int64_t B, int64_t T, int vocab, uint64_t seed) {
-    ln_tensor *t = ln_tensor_new(LN_I32, LN_CPU, 2, (int64_t[]){B, T});
-    ln_rng rng;
-    ln_rng_seed(&rng, seed);
-    for (int64_t i = 0; i < t->numel; i++) ((int32_t *)t->data)[i] = (int32_t)ln_rng_below(&rng, (uint64_t)vocab);
-    return t;
 }
 
 static ln_tensor *random_f64(int ndim, const int64_t *shape, uint64_t seed) {
@@ -200,7 +185,7 @@ static void frozen_parameters_get_no_gradient_and_no_state(void **state) {
     opt.cfg.beta1 = 0.9;
     opt.cfg.beta2 = 0.95;
     opt.cfg.eps = 1e-8;
-    ln_tensor *ids = random_ids(2, 6, 32, 4), *targets = random_ids(2, 6, 32, 5);
+    ln_tensor *ids = test_random_ids(2, 6, 32, 4), *targets = test_random_ids(2, 6, 32, 5);
     ln_tensor *loss = ln_transformer_loss(&m, ids, targets);
     assert_tensor(loss);
     assert_ok(ln_backward(loss));

@@ -18,14 +18,7 @@
 #include "testing.h"
 
 static ln_config small_config(const char *kind) {
-    ln_config c;
-    ln_config_defaults(&c);
-    c.model.vocab_size = 32;
-    c.model.d_model = 32;
-    c.model.n_layers = 2;
-    c.model.n_heads = 4;
-    c.model.n_kv_heads = 2;
-    c.model.mlp_hidden = 64;
+    ln_config c = test_small_config(32, 4, 2, 64);
     for (int i = 0; i < LN_MAX_LAYERS; i++) snprintf(c.model.attention[i], LN_NAME_LEN, "%s", kind);
     return c;
 }
@@ -36,20 +29,12 @@ static void set_kinds(ln_config *c, int n, const char *const *kinds) {
     for (int i = 0; i < n; i++) snprintf(c->model.attention[i], LN_NAME_LEN, "%s", kinds[i]);
 }
 
-static ln_tensor *random_ids(int64_t B, int64_t T, int vocab, uint64_t seed) {
-    ln_tensor *t = ln_tensor_new(LN_I32, LN_CPU, 2, (int64_t[]){B, T});
-    ln_rng rng;
-    ln_rng_seed(&rng, seed);
-    for (int64_t i = 0; i < t->numel; i++) ((int32_t *)t->data)[i] = (int32_t)ln_rng_below(&rng, (uint64_t)vocab);
-    return t;
-}
-
 /* Logits are finite, and changing token 8 changes no logit before it (but some after). */
 static void expect_causal_model(const ln_config *c) {
     ln_transformer m;
     assert_ok(ln_config_validate(c));
     assert_ok(ln_transformer_create(&m, &c->model, 3));
-    ln_tensor *ids = random_ids(2, 12, 32, 5);
+    ln_tensor *ids = test_random_ids(2, 12, 32, 5);
     ln_tensor *a = ln_transformer_logits(&m, ids);
     assert_tensor(a);
     assert_int_equal(a->ndim, 3);
@@ -239,7 +224,7 @@ static void loss_decreases_for_each_kind(void **state) {
         c.optim.weight_decay = 0;
         ln_transformer m;
         assert_ok(ln_transformer_create(&m, &c.model, 7));
-        ln_tensor *ids = random_ids(4, 16, 32, 1), *targets = random_ids(4, 16, 32, 2);
+        ln_tensor *ids = test_random_ids(4, 16, 32, 1), *targets = test_random_ids(4, 16, 32, 2);
         double first = 0, last = train_steps(&m, &c, 40, ids, targets, &first);
         assert_true(fabs(first - log(32.0)) < 0.2); /* a fresh model is near uniform */
         if (!(last < 0.5 * first)) fail_msg("%s: loss went from %g to %g, not below half", kinds[i], first, last);
@@ -253,7 +238,7 @@ static void bf16_autocast_runs_gla(void **state) {
     ln_config c = small_config("gla");
     ln_transformer m;
     assert_ok(ln_transformer_create(&m, &c.model, 2));
-    ln_tensor *ids = random_ids(2, 10, 32, 1), *targets = random_ids(2, 10, 32, 2);
+    ln_tensor *ids = test_random_ids(2, 10, 32, 1), *targets = test_random_ids(2, 10, 32, 2);
     ln_tensor *ref = ln_transformer_loss(&m, ids, targets);
     assert_tensor(ref);
     double want = ln_get(ref, 0);
@@ -281,7 +266,7 @@ static void gla_params_survive_a_checkpoint(void **state) {
     ln_transformer a, b;
     assert_ok(ln_transformer_create(&a, &c.model, 1));
     assert_ok(ln_transformer_create(&b, &c.model, 2)); /* other values, same names and shapes */
-    ln_tensor *ids = random_ids(2, 12, 32, 1), *targets = random_ids(2, 12, 32, 2);
+    ln_tensor *ids = test_random_ids(2, 12, 32, 1), *targets = test_random_ids(2, 12, 32, 2);
     train_steps(&a, &c, 3, ids, targets, NULL);
 
     char names[128][112];

@@ -13,25 +13,7 @@
 #include "optim/adamw.h"
 #include "testing.h"
 
-static ln_config small_config(void) {
-    ln_config c;
-    ln_config_defaults(&c);
-    c.model.vocab_size = 32;
-    c.model.d_model = 32;
-    c.model.n_layers = 2;
-    c.model.n_heads = 4;
-    c.model.n_kv_heads = 2;
-    c.model.mlp_hidden = 64;
-    return c;
-}
-
-static ln_tensor *random_ids(int64_t B, int64_t T, int vocab, uint64_t seed) {
-    ln_tensor *t = ln_tensor_new(LN_I32, LN_CPU, 2, (int64_t[]){B, T});
-    ln_rng rng;
-    ln_rng_seed(&rng, seed);
-    for (int64_t i = 0; i < t->numel; i++) ((int32_t *)t->data)[i] = (int32_t)ln_rng_below(&rng, (uint64_t)vocab);
-    return t;
-}
+static ln_config small_config(void) { return test_small_config(32, 4, 2, 64); }
 
 static void overfits_one_batch(void **state) {
     ln_config c = small_config();
@@ -41,7 +23,7 @@ static void overfits_one_batch(void **state) {
     ln_adamw opt;
     assert_ok(ln_transformer_create(&m, &c.model, 7));
     assert_ok(ln_adamw_create(&opt, &m.params, &c.optim));
-    ln_tensor *ids = random_ids(4, 16, 32, 1), *targets = random_ids(4, 16, 32, 2);
+    ln_tensor *ids = test_random_ids(4, 16, 32, 1), *targets = test_random_ids(4, 16, 32, 2);
     double first = 0, last = 0;
     for (int step = 0; step < 120; step++) {
         ln_params_zero_grad(&m.params);
@@ -109,7 +91,7 @@ static void fused_residual_steps_train_as_the_plain_graph(void **state) {
         assert_ok(ln_adamw_create(&opt_plain, &plain.params, &c.optim));
         ln_dtype was = ln_set_autocast(bf16 ? LN_BF16 : LN_F32);
         for (int step = 0; step < 4; step++) {
-            ln_tensor *ids = random_ids(2, 12, 32, 10 + step), *targets = random_ids(2, 12, 32, 20 + step);
+            ln_tensor *ids = test_random_ids(2, 12, 32, 10 + step), *targets = test_random_ids(2, 12, 32, 20 + step);
             size_t n_fused, n_plain;
             double a = train_step(&fused, &opt_fused, true, ids, targets, &n_fused);
             double b = train_step(&plain, &opt_plain, false, ids, targets, &n_plain);
@@ -135,7 +117,7 @@ static void logits_are_causal(void **state) {
     ln_config c = small_config();
     ln_transformer m;
     assert_ok(ln_transformer_create(&m, &c.model, 3));
-    ln_tensor *ids = random_ids(1, 12, 32, 5);
+    ln_tensor *ids = test_random_ids(1, 12, 32, 5);
     ln_tensor *a = ln_transformer_logits(&m, ids);
     assert_tensor(a);
     ((int32_t *)ids->data)[8] = (((int32_t *)ids->data)[8] + 1) % 32;

@@ -1,7 +1,7 @@
 /* End to end through the linnet binary, on a slice of the bundled corpus: training lowers the
  * validation loss, resume is bitwise exact, mpirun -np 2 matches one process, frozen parameters
- * stay put, sample and eval work, and every kind of bad input gets a one-line error and a non-zero exit with checkpoints
- * left untouched. */
+ * stay put, sample and eval work, and every kind of bad input gets a one-line error and a non-zero
+ * exit with checkpoints left untouched. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -205,6 +205,18 @@ static void linear_recipes_train_resume_and_sample(void **state) {
     free(log);
 }
 
+/* `mpirun -np 2 linnet train --out OUT ARGS` in root (log root/OUT.log); fails the test unless it
+ * exits 0. */
+static void train_on_two_ranks(const char *out, const char *args) {
+    if (test_system("command -v mpirun", NULL) != 0) fail_msg("mpirun not found (scripts/install-deps.sh installs it)");
+    char cmd[4096], log[1024];
+    snprintf(cmd, sizeof cmd, "cd %s && OPENBLAS_NUM_THREADS=1 mpirun -np 2 --oversubscribe %s train --out %s %s", root,
+             test_linnet_bin(), out, args);
+    snprintf(log, sizeof log, "%s/%s.log", root, out);
+    int rc = test_system(cmd, log);
+    if (rc != 0) fail_msg("mpirun exited %d: %s", rc, test_read_file(log));
+}
+
 /* Reads dataset `name` of the checkpoint run/file as floats (malloc'd; NULL when it is absent). */
 static float *read_dataset(const char *run, const char *file, const char *name, hsize_t *n) {
     char path[1024];
@@ -268,13 +280,8 @@ static void frozen_parameters_stay_put(void **state) {
     for (int s = 1; s <= 6; s++)
         if (!(a[s] == b[s])) fail_msg("frozen run, step %d: uninterrupted loss %.17g, resumed %.17g", s, a[s], b[s]);
     /* two ranks */
-    if (test_system("command -v mpirun", NULL) != 0) fail_msg("mpirun not found (scripts/install-deps.sh installs it)");
-    char cmd[4096], path[1024];
-    snprintf(cmd, sizeof cmd, "cd %s && OPENBLAS_NUM_THREADS=1 mpirun -np 2 --oversubscribe %s train --out frz-ranks2 %s %s",
-             root, test_linnet_bin(), common, small_model);
-    snprintf(path, sizeof path, "%s/frz-ranks2.log", root);
-    int rc = test_system(cmd, path);
-    if (rc != 0) fail_msg("mpirun exited %d: %s", rc, test_read_file(path));
+    snprintf(args, sizeof args, "%s %s", common, small_model);
+    train_on_two_ranks("frz-ranks2", args);
     for (int i = 0; i <= 6; i++) b[i] = NAN;
     read_metric("frz-ranks2", "loss", b, 6);
     for (int s = 1; s <= 6; s++)
@@ -282,21 +289,12 @@ static void frozen_parameters_stay_put(void **state) {
 }
 
 static void ranks_and_micro_steps_match_one(void **state) {
-    if (test_system("command -v mpirun", NULL) != 0) fail_msg("mpirun not found (scripts/install-deps.sh installs it)");
     char args[2048];
     const char *common = "--set data.path=data --set train.steps=10 --set eval.every=5 --set ckpt.every=0";
     snprintf(args, sizeof args, "train --out single %s %s", common, small_model);
     assert_int_equal(linnet("single", args), 0);
-    char cmd[4096], log[1024];
-    snprintf(cmd, sizeof cmd,
-             "cd %s && OPENBLAS_NUM_THREADS=1 mpirun -np 2 --oversubscribe %s train --out ranks2 %s %s", root,
-             test_linnet_bin(), common, small_model);
-    snprintf(log, sizeof log, "%s/ranks2.log", root);
-    int rc = test_system(cmd, log);
-    if (rc != 0) {
-        char *text = test_read_file(log);
-        fail_msg("mpirun exited %d: %s", rc, text);
-    }
+    snprintf(args, sizeof args, "%s %s", common, small_model);
+    train_on_two_ranks("ranks2", args);
     double a[11], b[11];
     for (int i = 0; i <= 10; i++) a[i] = b[i] = NAN;
     assert_int_equal(read_metric("single", "loss", a, 10), 11); /* step 0 (val) + 10 steps */

@@ -7,6 +7,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "autograd/rng.h"
+
 const char *test_tmpdir(void) {
     /* a few static slots, so callers never free and sanitizers see no leak */
     static char paths[8][512];
@@ -62,4 +64,24 @@ int test_skip_suite(const char *why) {
     printf("SKIPPED: %s\n", why);
     fflush(stdout);
     return TEST_SKIPPED;
+}
+
+ln_config test_small_config(int d_model, int n_heads, int n_kv_heads, int mlp_hidden) {
+    ln_config c;
+    ln_config_defaults(&c);
+    c.model.vocab_size = 32;
+    c.model.d_model = d_model;
+    c.model.n_layers = 2;
+    c.model.n_heads = n_heads;
+    c.model.n_kv_heads = n_kv_heads;
+    c.model.mlp_hidden = mlp_hidden;
+    return c;
+}
+
+ln_tensor *test_random_ids(int64_t B, int64_t T, int vocab, uint64_t seed) {
+    ln_tensor *t = ln_tensor_new(LN_I32, LN_CPU, 2, (int64_t[]){B, T});
+    ln_rng rng;
+    ln_rng_seed(&rng, seed);
+    for (int64_t i = 0; i < t->numel; i++) ((int32_t *)t->data)[i] = (int32_t)ln_rng_below(&rng, (uint64_t)vocab);
+    return t;
 }

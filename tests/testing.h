@@ -5,6 +5,7 @@
 #include "autograd/error.h"
 #include "autograd/gradcheck.h"
 #include "autograd/ops.h"
+#include "recipes/config.h"
 
 /* Fails the test with linnet's error message when status is not LN_OK. */
 #define assert_ok(expr)                                                                          \
@@ -35,6 +36,10 @@ const char *test_linnet_bin(void);
 const char *test_source_dir(void);
 /* Whole-file read into a malloc'd NUL-terminated string (NULL when missing). */
 char *test_read_file(const char *path);
+/* A small model's recipe: vocabulary 32, two layers, these widths; every other key its default. */
+ln_config test_small_config(int d_model, int n_heads, int n_kv_heads, int mlp_hidden);
+/* Token ids i32 [B, T], uniform in [0, vocab), from seed (a caller-owned CPU tensor). */
+ln_tensor *test_random_ids(int64_t B, int64_t T, int vocab, uint64_t seed);
 /* Relative difference ||a - b|| / ||b|| of two CPU tensors, in double. */
 double test_rel_error(const ln_tensor *a, const ln_tensor *b);
 
