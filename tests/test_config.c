@@ -35,6 +35,19 @@ static void expect_invalid(ln_config *c, const char *needle) {
     if (!strstr(ln_error_message(), needle)) fail_msg("message '%s' lacks '%s'", ln_error_message(), needle);
 }
 
+/* c's resolved recipe holds every needle (NULL ends them) and loads back into the same config. */
+static void expect_round_trip(const ln_config *c, const char *const *needles) {
+    char *yaml = ln_config_to_yaml(c);
+    assert_non_null(yaml);
+    for (; *needles; needles++)
+        if (!strstr(yaml, *needles)) fail_msg("resolved recipe lacks '%s':\n%s", *needles, yaml);
+    ln_config b;
+    ln_config_defaults(&b);
+    assert_ok(ln_config_load_string(&b, yaml, "resolved"));
+    assert_memory_equal(c, &b, sizeof b);
+    free(yaml);
+}
+
 static void defaults_validate(void **state) {
     ln_config c;
     ln_config_defaults(&c);
@@ -92,19 +105,14 @@ static void values_of_every_type_load(void **state) {
 }
 
 static void resolved_recipe_round_trips(void **state) {
-    ln_config a, b;
+    ln_config a;
     ln_config_defaults(&a);
     assert_ok(ln_config_set(&a, "optim.lr=0.1234567890123"));
     assert_ok(ln_config_set(&a, "model.n_layers=3"));
     assert_ok(ln_config_set(&a, "model.attention=[softmax, softmax, softmax]"));
     assert_ok(ln_config_set(&a, "sample.prompt=a \"quoted\" \\ prompt"));
     assert_ok(ln_config_set(&a, "train.seed=12345678901234"));
-    char *yaml = ln_config_to_yaml(&a);
-    assert_non_null(yaml);
-    ln_config_defaults(&b);
-    assert_ok(ln_config_load_string(&b, yaml, "resolved"));
-    assert_memory_equal(&a, &b, sizeof a);
-    free(yaml);
+    expect_round_trip(&a, (const char *[]){NULL});
 }
 
 static void set_parses_each_type(void **state) {
@@ -199,15 +207,7 @@ static void linear_kinds_take_nested_sections(void **state) {
     assert_ok(ln_config_set(&c, "model.simple_gla.gate_logit_normalizer=8"));
     assert_true(c.model.simple_gla.gate_logit_normalizer == 8);
     /* the dump nests them and loads back the same */
-    char *yaml = ln_config_to_yaml(&c);
-    assert_non_null(yaml);
-    assert_non_null(strstr(yaml, "\n  gla:\n    expand_k: 1\n"));
-    assert_non_null(strstr(yaml, "\n  linear_chunk_size: 64\ntrain:\n"));
-    ln_config b;
-    ln_config_defaults(&b);
-    assert_ok(ln_config_load_string(&b, yaml, "resolved"));
-    assert_memory_equal(&c, &b, sizeof c);
-    free(yaml);
+    expect_round_trip(&c, (const char *[]){"\n  gla:\n    expand_k: 1\n", "\n  linear_chunk_size: 64\ntrain:\n", NULL});
 }
 
 static void bad_nested_keys_name_the_key(void **state) {
@@ -247,15 +247,8 @@ static void linear_kinds_per_layer_and_projection(void **state) {
     assert_int_equal(c.train.n_freeze, 2);
     assert_string_equal(c.train.freeze[1], "layers.*.mlp.*");
     assert_ok(ln_config_validate(&c));
-    char *yaml = ln_config_to_yaml(&c);
-    assert_non_null(yaml);
-    assert_non_null(strstr(yaml, "  linear_overrides: {\"mlp\": \"dense\", \"attn.q\": \"dense\"}\n"));
-    assert_non_null(strstr(yaml, "  freeze: [\"embedding\", \"layers.*.mlp.*\"]\n"));
-    ln_config b;
-    ln_config_defaults(&b);
-    assert_ok(ln_config_load_string(&b, yaml, "resolved"));
-    assert_memory_equal(&c, &b, sizeof c);
-    free(yaml);
+    expect_round_trip(&c, (const char *[]){"  linear_overrides: {\"mlp\": \"dense\", \"attn.q\": \"dense\"}\n",
+                                            "  freeze: [\"embedding\", \"layers.*.mlp.*\"]\n", NULL});
     /* one pattern alone, and --set of each */
     assert_ok(ln_config_set(&c, "train.freeze=embedding"));
     assert_int_equal(c.train.n_freeze, 1);

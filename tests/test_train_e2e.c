@@ -150,24 +150,38 @@ static void training_lowers_validation_loss(void **state) {
     fclose(f);
 }
 
-static void resume_is_bitwise_exact(void **state) {
-    char args[2048];
-    const char *common = "--set data.path=data --set train.steps=20 --set eval.every=0 --set ckpt.every=10";
-    snprintf(args, sizeof args, "train --out whole %s %s", common, small_model);
-    assert_int_equal(linnet("whole", args), 0);
-    snprintf(args, sizeof args, "train --out halves --stop-at 10 %s %s", common, small_model);
-    assert_int_equal(linnet("half1", args), 0);
-    snprintf(args, sizeof args, "train --out halves --resume auto %s %s", common, small_model);
-    assert_int_equal(linnet("half2", args), 0);
-    char *log = log_of("half2");
+/* Trains `train ARGS` (STEPS steps, checkpoints at STOP) straight through into run NAME, then
+ * again into NAME-halves stopped at STOP and resumed; fails unless every step's loss is the same
+ * bit for bit. loss[0..steps] gets the uninterrupted run's losses. */
+static void expect_exact_resume(const char *name, const char *train_args, int stop, int steps, double *loss) {
+    char args[4096], run[128], halves[128];
+    snprintf(halves, sizeof halves, "%s-halves", name);
+    snprintf(args, sizeof args, "train --out %s %s", name, train_args);
+    assert_int_equal(linnet(name, args), 0);
+    snprintf(args, sizeof args, "train --out %s --stop-at %d %s", halves, stop, train_args);
+    snprintf(run, sizeof run, "%s-half1", name);
+    assert_int_equal(linnet(run, args), 0);
+    snprintf(args, sizeof args, "train --out %s --resume auto %s", halves, train_args);
+    snprintf(run, sizeof run, "%s-half2", name);
+    assert_int_equal(linnet(run, args), 0);
+    char *log = log_of(run);
     assert_non_null(strstr(log, "resumed from"));
     free(log);
-    double a[21], b[21];
-    for (int i = 0; i <= 20; i++) a[i] = b[i] = NAN;
-    read_metric("whole", "loss", a, 20);
-    read_metric("halves", "loss", b, 20);
-    for (int s = 1; s <= 20; s++)
-        if (!(a[s] == b[s])) fail_msg("step %d: uninterrupted loss %.17g, resumed %.17g", s, a[s], b[s]);
+    double *b = calloc((size_t)steps + 1, sizeof *b);
+    for (int i = 0; i <= steps; i++) loss[i] = b[i] = NAN;
+    read_metric(name, "loss", loss, steps);
+    read_metric(halves, "loss", b, steps);
+    for (int i = 1; i <= steps; i++)
+        if (!(loss[i] == b[i])) fail_msg("%s, step %d: uninterrupted loss %.17g, resumed %.17g", name, i, loss[i], b[i]);
+    free(b);
+}
+
+static void resume_is_bitwise_exact(void **state) {
+    char args[2048];
+    double loss[21];
+    snprintf(args, sizeof args, "--set data.path=data --set train.steps=20 --set eval.every=0 --set ckpt.every=10 %s",
+             small_model);
+    expect_exact_resume("whole", args, 10, 20, loss);
 }
 
 /* recipes/gla-tiny.yaml and hybrid-tiny.yaml (made small): training lowers the loss, GLA
@@ -176,21 +190,9 @@ static void linear_recipes_train_resume_and_sample(void **state) {
     char args[3072];
     const char *common = "--set data.path=data --set train.steps=30 --set eval.every=0 --set ckpt.every=10 "
                          "--set model.gla.use_short_conv=true";
-    snprintf(args, sizeof args, "train %s/recipes/gla-tiny.yaml --out gla-whole %s %s", test_source_dir(), common,
-             small_model);
-    assert_int_equal(linnet("gla-whole", args), 0);
-    snprintf(args, sizeof args, "train %s/recipes/gla-tiny.yaml --out gla-halves --stop-at 10 %s %s", test_source_dir(),
-             common, small_model);
-    assert_int_equal(linnet("gla-half1", args), 0);
-    snprintf(args, sizeof args, "train %s/recipes/gla-tiny.yaml --out gla-halves --resume auto %s %s",
-             test_source_dir(), common, small_model);
-    assert_int_equal(linnet("gla-half2", args), 0);
-    double a[31], b[31];
-    for (int i = 0; i <= 30; i++) a[i] = b[i] = NAN;
-    read_metric("gla-whole", "loss", a, 30);
-    read_metric("gla-halves", "loss", b, 30);
-    for (int s = 1; s <= 30; s++)
-        if (!(a[s] == b[s])) fail_msg("gla step %d: uninterrupted loss %.17g, resumed %.17g", s, a[s], b[s]);
+    double a[31];
+    snprintf(args, sizeof args, "%s/recipes/gla-tiny.yaml %s %s", test_source_dir(), common, small_model);
+    expect_exact_resume("gla", args, 10, 30, a);
     if (!(a[30] < 0.75 * a[1])) fail_msg("gla loss %g -> %g: not lowered by 25%%", a[1], a[30]);
 
     snprintf(args, sizeof args, "train %s/recipes/hybrid-tiny.yaml --out hybrid %s %s --set model.attention=[gla,softmax]",
@@ -269,16 +271,9 @@ static void frozen_parameters_stay_put(void **state) {
         free(at6);
     }
     /* resume */
-    snprintf(args, sizeof args, "train --out frz-halves --stop-at 3 %s %s", common, small_model);
-    assert_int_equal(linnet("frz-half1", args), 0);
-    snprintf(args, sizeof args, "train --out frz-halves --resume auto %s %s", common, small_model);
-    assert_int_equal(linnet("frz-half2", args), 0);
     double a[7], b[7];
-    for (int i = 0; i <= 6; i++) a[i] = b[i] = NAN;
-    read_metric("frz-whole", "loss", a, 6);
-    read_metric("frz-halves", "loss", b, 6);
-    for (int s = 1; s <= 6; s++)
-        if (!(a[s] == b[s])) fail_msg("frozen run, step %d: uninterrupted loss %.17g, resumed %.17g", s, a[s], b[s]);
+    snprintf(args, sizeof args, "%s %s", common, small_model);
+    expect_exact_resume("frz-resume", args, 3, 6, a);
     /* two ranks */
     snprintf(args, sizeof args, "%s %s", common, small_model);
     train_on_two_ranks("frz-ranks2", args);
