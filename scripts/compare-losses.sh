@@ -3,8 +3,9 @@
 # the per-step losses and gradient norms bit for bit (metrics.jsonl less tokens/s).
 #   scripts/compare-losses.sh BIN_BEFORE BIN_AFTER [DEVICE [STEPS [RECIPE...]]]
 # DEVICE cpu (default) or cuda; STEPS 20; recipes: tiny and gla-tiny. Prints one line per recipe,
-# "identical" or the first step that differs, and exits 1 when any differs. On a GPU, BEFORE runs
-# twice, so a difference that the kernels' own nondeterminism would explain shows as such.
+# "identical" or the first step that differs, and the median tokens/s of each binary's second half
+# of steps (one run each: a guide, not a benchmark); exits 1 when any differs. On a GPU, BEFORE
+# runs twice when they differ, so a difference the kernels' own nondeterminism explains shows so.
 set -uo pipefail
 before=$1 after=$2 device=${3:-cpu} steps=${4:-20}
 shift $(($# < 4 ? $# : 4))
@@ -19,16 +20,21 @@ losses() { # BIN RECIPE NAME: trains, prints the metrics file without the timing
     { echo "compare-losses: $1 $2 failed: $(tail -1 "$work/$3.log")" >&2; return 1; }
   sed 's/,"tokens_per_s":[^,}]*//' "$work/$3/metrics.jsonl" > "$work/$3.losses"
 }
+speed() { # NAME: median tokens/s over the second half of the steps
+  sed -n 's/.*"tokens_per_s":\([0-9.]*\).*/\1/p' "$work/$1/metrics.jsonl" | tail -n $((steps / 2)) | sort -g |
+    awk '{v[NR] = $1} END {printf "%.0f", NR ? v[int((NR + 1) / 2)] : 0}'
+}
 status=0
 for r in "${recipes[@]}"; do
   name=$(basename "$r" .yaml)
   losses "$before" "$r" "$name-before" && losses "$after" "$r" "$name-after" || { status=1; continue; }
+  rate="tokens/s $(speed "$name-before") before, $(speed "$name-after") after"
   if cmp -s "$work/$name-before.losses" "$work/$name-after.losses"; then
-    echo "$name ($device, $steps steps): identical losses and gradient norms"
+    echo "$name ($device, $steps steps): identical losses and gradient norms; $rate"
     continue
   fi
   status=1
-  echo "$name ($device): differs; first differing step:"
+  echo "$name ($device): differs ($rate); first differing step:"
   diff "$work/$name-before.losses" "$work/$name-after.losses" | head -4
   if [ "$device" = cuda ] && losses "$before" "$r" "$name-again"; then
     cmp -s "$work/$name-before.losses" "$work/$name-again.losses" && echo "  (BEFORE twice: identical)" ||
