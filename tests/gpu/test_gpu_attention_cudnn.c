@@ -27,7 +27,7 @@
 
 #include "autograd/cuda/cuda_context.h"
 #include "autograd/memory.h"
-#include "autograd/ops/attention_cudnn.h"
+#include "autograd/ops/attention/attention_cudnn.h"
 #include "gpu/gpu_testing.h"
 #include "testing.h"
 
