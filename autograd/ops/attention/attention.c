@@ -1,4 +1,13 @@
-/* Softmax attention, the plain CPU reference the CUDA (flash) kernels are checked against.
+/* The attention family (autograd/ops/attention/): exact softmax attention, causal or not, GQA.
+ *   attention.c            the op record and its CPU reference (this file)
+ *   attention.cu           the GPU entry points; the mma.sync flash kernels (any sm_80+) and the
+ *                          CUDA-core generic path, forward and backward
+ *   attention_wgmma_fwd.cu, attention_wgmma_bwd.cu   the Hopper (sm_90a) forward and backward
+ *   attention_common.cuh   what the flash kernels share
+ *   attention_cudnn.cu/.h  cuDNN's fused attention; attention_impl.c the process-wide choice
+ *                          between our kernels and cuDNN
+ *
+ * Softmax attention, the plain CPU reference the CUDA (flash) kernels are checked against.
  *
  * q [B, T, Hq, D], k and v [B, S, Hkv, D] -> o [B, T, Hq, D]; query head h reads kv head
  * h / (Hq / Hkv). Causal masks key s > t + (S - T): the queries are the last T of S positions.

@@ -1,4 +1,4 @@
-// Shared by the attention kernels (attention.cu: mma.sync, any sm_80+; attention_wgmma.cu: the
+// Shared by the attention kernels (attention.cu: mma.sync, any sm_80+; attention_wgmma_fwd.cu: the
 // sm_90a forward): the launch parameters, the grid order, and the forward's per-row state with its
 // online softmax and final store, whose register layout is the one both kernels' accumulators have
 // (per warp 16 query rows: the m16n8 C fragment, n-tile by n-tile).
@@ -224,7 +224,7 @@ __device__ __forceinline__ void fwd_store(FwdState<D, MT> &st, const AttnParams 
 }
 
 // The sm_90a kernels: whether this device is an sm_90 one and the build holds their sm_90a image
-// (attention_wgmma.cu); the forward (there), bf16, D = 64 or 128, and the backward
+// (attention_wgmma_fwd.cu); the forward (there), bf16, D = 64 or 128, and the backward
 // (attention_wgmma_bwd.cu), bf16, D = 64 or 128: whether each is chosen (LINNET_ATTN_FWD / _BWD=mma pick
 // the mma.sync kernels instead), and their launches.
 bool wgmma_image_available();

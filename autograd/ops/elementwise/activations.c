@@ -4,7 +4,7 @@
 
 #include "autograd/error.h"
 #include "autograd/ops.h"
-#include "autograd/ops/elementwise/silu.h"
+#include "silu.h"
 
 /* ---- SiLU: y = x * sigmoid(x); dy/dx = s + x s (1 - s) ---- */
 

@@ -1,4 +1,9 @@
-/* Elementwise add and mul with trailing-dims broadcast of b (a bias, a gain), and scale.
+/* The elementwise family (autograd/ops/elementwise/): elementwise.c (add, mul, scale: this file),
+ * activations.c (silu, gelu, swiglu), logsigmoid.c, cast.c (between float dtypes), div_rows.c,
+ * each .c the op and its CPU reference, its .cu the kernel; silu.h the sigmoid arithmetic that the
+ * gated rmsnorm shares.
+ *
+ * Elementwise add and mul with trailing-dims broadcast of b (a bias, a gain), and scale.
  *
  * b has a's shape or a's trailing dims, so b's element for a's flat index i is i % numel(b);
  * b's gradient sums over the broadcast (leading) dims. The output takes a's dtype. */

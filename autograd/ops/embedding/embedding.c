@@ -1,4 +1,6 @@
-/* embedding: weight [V, D], ids i32 [...] -> [..., D], row ids[i] of weight at position i.
+/* The embedding family (autograd/ops/embedding/): token embedding lookup, embedding.c and .cu.
+ *
+ * embedding: weight [V, D], ids i32 [...] -> [..., D], row ids[i] of weight at position i.
  * Backward scatter-adds rows of dy into weight's gradient (repeated ids add up). */
 #include <stdlib.h>
 #include <string.h>

@@ -1,4 +1,16 @@
-/* gla: gated linear attention with a per-key-channel decay (Yang et al. 2023),
+/* The linear attention family (autograd/ops/linear_attention/): gla, simple_gla and
+ * linear_attention over one state recurrence, plus the feature maps and the short convolution
+ * that the layers put before it.
+ *   gla.c, simple_gla.c, linear_attention.c   the op records; gla_family.c/.h what they share
+ *   CPU: gla_recurrent.c (the reference), gla_chunked.c (the chunkwise form), gla_core.c/.h (the
+ *     driver over sequences and heads)
+ *   CUDA, tensor cores (bf16, the usual head sizes): gla_fwd.cu (forward), gla_bwd.cu (backward),
+ *     gla_state.cu (chunk states), gla_mma.cuh; gla_cuda.cuh what both CUDA paths share
+ *   CUDA, generic (f32, other head sizes; the entry points): gla_fwd_generic.cu,
+ *     gla_bwd_generic.cu, gla_scan_generic.cu
+ *   feature_map.c/.cu, short_conv.c/.cu
+ *
+ * gla: gated linear attention with a per-key-channel decay (Yang et al. 2023),
  *   S_t = diag(exp(g_t)) S_{t-1} + k_t^T v_t,   o_t = scale q_t S_t.
  * The CPU kernels are the shared ones of the family (gla_family.c): the recurrence when
  * opts->chunk_size is 0, the chunkwise form otherwise (gla_recurrent.c, gla_chunked.c). */

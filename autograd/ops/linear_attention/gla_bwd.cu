@@ -1,6 +1,6 @@
 // Backward of the tensor-core GLA path (see gla_mma.cuh):
-//   1. the reverse states dh_c+1 (gla_mma_state.cu) and dh0; the forward states h_c are the ones
-//      the forward kept (gla_mma_fwd.cu);
+//   1. the reverse states dh_c+1 (gla_state.cu) and dh0; the forward states h_c are the ones
+//      the forward kept (gla_fwd.cu);
 //   2. one block per (chunk, head), 16 warps (8 at K = 32): warp (I, part) owns sub-chunk I and
 //      a part of the columns of what it computes, in phases separated by barriers:
 //        A, dA  scores and scale do v^T of rows I (masked; both to shared memory, bf16)
@@ -365,7 +365,7 @@ int gla_mma_backward(ln_node *n, const gla_plan *p) {
     const size_t vbytes = (size_t)q->shape[0] * q->shape[1] * p->H * p->V * sizeof(bf16);
     const void *dout = n->out[0]->grad ? n->out[0]->grad->data : NULL;
     cudaStream_t st = ln_stream();
-    // the forward kept its states for this (gla_mma_fwd.cu)
+    // the forward kept its states for this (gla_fwd.cu)
     const ln_tensor *kept = n->n_saved > 0 ? ln_node_saved(n, 0) : NULL;
     if (sbytes && (!kept || kept->numel * (int64_t)sizeof(bf16) != (int64_t)sbytes))
         return ln_fail("%s backward: the forward kept no chunk states of %zu bytes", n->op->name, sbytes);

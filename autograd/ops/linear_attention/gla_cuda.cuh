@@ -1,5 +1,5 @@
-// What the CUDA kernels of the gated linear attention family share (gla_scan.cu, gla_fwd.cu,
-// gla_bwd.cu): the chunk plan, tile loads into shared memory, the column scan of the gates, the
+// What the CUDA kernels of the gated linear attention family share (gla_scan_generic.cu, gla_fwd_generic.cu,
+// gla_bwd_generic.cu): the chunk plan, tile loads into shared memory, the column scan of the gates, the
 // block-wide tile product (mma.sync m16n8k16 bf16 -> fp32 for bf16 storage, fp32 FMA for f32
 // storage, so the f32 path keeps fp32 accuracy) and the intra-chunk gated products.
 //

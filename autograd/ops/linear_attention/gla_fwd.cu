@@ -1,4 +1,4 @@
-// Forward of the tensor-core GLA path (see gla_mma.cuh): the chunk states (gla_mma_state.cu), then
+// Forward of the tensor-core GLA path (see gla_mma.cuh): the chunk states (gla_state.cu), then
 // one block per (chunk, head), 16 warps (8 at K = 32): warp (I, part) owns sub-chunk I and a
 // part of the columns of what it computes, in two phases around one barrier:
 //   A_I   = scores of rows I against columns j <= i: (q e^(G - G_r)) (k e^(G_r - G))^T, r = the

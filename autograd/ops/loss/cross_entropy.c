@@ -1,4 +1,6 @@
-/* cross_entropy: logits [..., V], targets i32 [...] (-1 = ignored) -> mean over the counted rows
+/* The loss family (autograd/ops/loss/): fused cross-entropy, cross_entropy.c and .cu.
+ *
+ * cross_entropy: logits [..., V], targets i32 [...] (-1 = ignored) -> mean over the counted rows
  * of lse(row) - row[target]. Fused: the forward keeps only each row's log-sum-exp; the backward
  * rebuilds softmax from logits and lse, so [rows, V] probabilities never outlive the op.
  *   dlogits = (softmax - onehot(target)) * dloss / count   (zero for ignored rows)

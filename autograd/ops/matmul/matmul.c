@@ -1,4 +1,7 @@
-/* matmul: a [..., M, K] (or [..., K, M] with trans_a) times b [K, N] (or [N, K] with trans_b), b
+/* The matmul family (autograd/ops/matmul/): matmul.c (record, OpenBLAS on the CPU), matmul.cu
+ * (cuBLASLt), matmul_algo.cuh (the per-shape algorithm cache).
+ *
+ * matmul: a [..., M, K] (or [..., K, M] with trans_a) times b [K, N] (or [N, K] with trans_b), b
  * either shared 2-D or batched like a -> [..., M, N], through OpenBLAS GEMMs.
  *
  * f32 runs sgemm on the tensors' own buffers (the CPU training hot path), f64 runs dgemm, bf16 goes

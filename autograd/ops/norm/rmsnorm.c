@@ -1,4 +1,8 @@
-/* RMSNorm over the last dim: y = x * r * w, r = 1 / sqrt(mean(x^2) + eps) per row; gated, times
+/* The norm family (autograd/ops/norm/): rmsnorm.c (RMSNorm, gated too: this file), add_rmsnorm.c
+ * (the residual add fused with the RMSNorm after it), layernorm.c, each .c the op and its CPU
+ * reference, its .cu the kernels; norm_cuda.cuh what the norm kernels share.
+ *
+ * RMSNorm over the last dim: y = x * r * w, r = 1 / sqrt(mean(x^2) + eps) per row; gated, times
  * silu(gate) too (gate: x's shape), the output norm of GLA-style layers in one pass instead of
  * three (flash-linear-attention's FusedRMSNormGated).
  * Saves x, w, the gate and the per-row r (so backward need not recompute the reduction). */

@@ -1,4 +1,7 @@
-/* Reductions: sum and mean of all elements (-> a 0-dim tensor) and the sum over the last dim.
+/* The reduction family (autograd/ops/reduction/): reductions.c (sum, mean, sum_last: this file)
+ * and softmax.c over the last dim, each with its kernels in the .cu of the same name.
+ *
+ * Reductions: sum and mean of all elements (-> a 0-dim tensor) and the sum over the last dim.
  * Sums run in double whatever the storage; none of them needs saved values for backward. */
 #include <stdlib.h>
 

@@ -1,4 +1,6 @@
-/* Rotary position embedding, the Llama / HF "rotate_half" convention: for x [B, T, H, D] the
+/* The rope family (autograd/ops/rope/): rotary position embedding, rope.c and rope.cu.
+ *
+ * Rotary position embedding, the Llama / HF "rotate_half" convention: for x [B, T, H, D] the
  * pairs (i, i + D/2), i < D/2, are rotated by the angle (pos_offset + t) * theta^(-2i/D):
  *   y[i]       = x[i] cos - x[i + D/2] sin
  *   y[i + D/2] = x[i + D/2] cos + x[i] sin

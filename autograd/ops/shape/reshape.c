@@ -1,4 +1,6 @@
-/* reshape: a view with another shape; backward passes the gradient through unchanged. */
+/* The shape family (autograd/ops/shape/): reshape.c (this file), concat_last.c and their .cu.
+ *
+ * reshape: a view with another shape; backward passes the gradient through unchanged. */
 #include <stdlib.h>
 
 #include "autograd/error.h"
