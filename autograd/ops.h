@@ -1,7 +1,8 @@
 /* The core ops. Each takes and returns tensors; a NULL input (an earlier failure) gives NULL,
  * so a chain of ops can be checked once at its end. Shapes are row-major: [B, T, H, D] means D
  * is contiguous. Float ops accept f32, f64 (checks) and bf16 storage on the CPU.
- * Each op lives in its own file under autograd/ops/ with its CPU reference forward and backward. */
+ * Each op lives in its family's folder, autograd/ops/<family>/ (docs/DESIGN.md draws the map), its
+ * record and CPU reference forward and backward in <op>.c, its CUDA kernels in <op>.cu. */
 #ifndef LN_OPS_H
 #define LN_OPS_H
 

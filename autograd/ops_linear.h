@@ -3,9 +3,10 @@
  *   state S_t = diag(exp(g_t)) S_{t-1} + k_t^T v_t   (S is [K, V] per batch entry and head)
  *   o_t       = scale * q_t S_t
  * The CPU reference runs the recurrence step by step; the chunked forms (CPU and CUDA) must match
- * it. Each op lives in autograd/ops/<name>.c (CPU) and <name>.cu (CUDA). gla, simple_gla and
- * linear_attention share gla_family.c (validation, node layout) and the numerics of gla_core.h:
- * gla_recurrent.c (the reference) and gla_chunked.c (the chunkwise blueprint of the kernels). */
+ * it. The ops live in autograd/ops/linear_attention/: CPU in <name>.c, CUDA in the .cu files.
+ * gla, simple_gla and linear_attention share gla_family.c (validation, node layout) and the
+ * numerics of gla_core.h: gla_recurrent.c (the reference) and gla_chunked.c (the chunkwise
+ * blueprint of the kernels). */
 #ifndef LN_OPS_LINEAR_H
 #define LN_OPS_LINEAR_H
 

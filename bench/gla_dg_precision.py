@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Why the GLA tensor-core path keeps dA's diagonal apart and limits the sub-chunk span
-(autograd/ops/gla_mma.cuh, docs/gla-kernel.md): a numpy emulation of one 64-row chunk's intra-chunk
-dq, dk and dg = reverse cumsum(q dq - k dk) as the kernel computes them (gated operands rounded to
-bf16, products in fp32 and up), against the exact float64 values. Intra-chunk terms only: the worst
-case, since the inter-chunk terms do not cancel. Prints the worst relative error of dg over a few
-random chunks, per-key and per-head gates, at constant log decays g (times 0.5 .. 1.5 at random).
+(autograd/ops/linear_attention/gla_mma.cuh, docs/gla-kernel.md): a numpy emulation of one 64-row
+chunk's intra-chunk dq, dk and dg = reverse cumsum(q dq - k dk) as the kernel computes them (gated
+operands rounded to bf16, products in fp32 and up), against the exact float64 values. Intra-chunk
+terms only: the worst case, since the inter-chunk terms do not cancel. Prints the worst relative
+error of dg over a few random chunks, per-key and per-head gates, at constant log decays g (times
+0.5 .. 1.5 at random).
 Usage: python3 bench/gla_dg_precision.py   (needs numpy)"""
 import numpy as np
 
