@@ -20,6 +20,10 @@ losses() { # BIN RECIPE NAME: trains, prints the metrics file without the timing
     { echo "compare-losses: $1 $2 failed: $(tail -1 "$work/$3.log")" >&2; return 1; }
   sed 's/,"tokens_per_s":[^,}]*//' "$work/$3/metrics.jsonl" > "$work/$3.losses"
 }
+worst() { # A B: the largest relative difference of the losses step by step
+  paste -d' ' <(sed -n 's/.*"loss":\([^,]*\).*/\1/p' "$work/$1.losses") <(sed -n 's/.*"loss":\([^,]*\).*/\1/p' "$work/$2.losses") |
+    awk '{d = ($1 - $2) / ($1 != 0 ? $1 : 1); d = d < 0 ? -d : d; if (d > m) m = d} END {printf "%.2e", m}'
+}
 speed() { # NAME: median tokens/s over the second half of the steps
   sed -n 's/.*"tokens_per_s":\([0-9.]*\).*/\1/p' "$work/$1/metrics.jsonl" | tail -n $((steps / 2)) | sort -g |
     awk '{v[NR] = $1} END {printf "%.0f", NR ? v[int((NR + 1) / 2)] : 0}'
@@ -34,11 +38,11 @@ for r in "${recipes[@]}"; do
     continue
   fi
   status=1
-  echo "$name ($device): differs ($rate); first differing step:"
-  diff "$work/$name-before.losses" "$work/$name-after.losses" | head -4
+  echo "$name ($device): differs, losses by up to $(worst "$name-before" "$name-after") relative ($rate); first lines:"
+  diff "$work/$name-before.losses" "$work/$name-after.losses" | head -3
   if [ "$device" = cuda ] && losses "$before" "$r" "$name-again"; then
     cmp -s "$work/$name-before.losses" "$work/$name-again.losses" && echo "  (BEFORE twice: identical)" ||
-      echo "  (BEFORE twice differs too: the kernels are not deterministic here)"
+      echo "  (BEFORE twice differs too, by up to $(worst "$name-before" "$name-again"): the kernels are not deterministic here)"
   fi
 done
 exit $status

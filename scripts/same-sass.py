@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
 """Whether two builds hold the same GPU machine code: every kernel's SASS (cuobjdump -sass of
 each CUDA object under BUILD/CMakeFiles), per architecture and kernel name, compared between the
-two builds. File moves change only the names nvcc gives internal-linkage symbols (a hash of the
-source path: _INTERNAL_<hash>_<len>_<file>_cu_<hash>), so those are written as _INTERNAL_ first.
+two builds. File moves change only the names nvcc gives internal-linkage symbols and anonymous
+namespaces (the source file's name and a hash of its path: 45_GLOBAL__N__<hash>_12_attention_cu_
+<hash>), so those are written as _INTERNAL_ / _GLOBAL__N_ first.
   scripts/same-sass.py BUILD_BEFORE BUILD_AFTER       exit 0 when identical, 1 otherwise."""
 import pathlib
 import re
 import subprocess
 import sys
 
-INTERNAL = re.compile(r"_INTERNAL_[0-9a-f]+_\d+_\w+?_cu_[0-9a-f]+")
+INTERNAL = re.compile(r"\d*(_INTERNAL_|_GLOBAL__N__)[0-9a-f]{8}_\d+_\w+?_cu_[0-9a-f]{8}")
 
 
 def kernels(build):
@@ -18,7 +19,7 @@ def kernels(build):
     for obj in sorted(pathlib.Path(build, "CMakeFiles").rglob("*.cu.o")):
         text = subprocess.run(["cuobjdump", "-sass", str(obj)], capture_output=True, text=True, check=True).stdout
         arch, name, body = None, None, []
-        for line in INTERNAL.sub("_INTERNAL_", text).splitlines():
+        for line in INTERNAL.sub(lambda m: m.group(1), text).splitlines():
             if m := re.match(r"\s*arch = (\w+)", line):
                 arch = m.group(1)
             elif m := re.match(r"\s*Function : (\S+)", line):
