@@ -1,6 +1,6 @@
-// mma.sync building blocks shared by the tensor-core kernels (attention.cu, gla_mma_*.cu): PTX
-// wrappers (cp.async, ldmatrix, mma m16n8k16 bf16 -> f32) and padded shared-memory bf16 tiles
-// with their fragment loaders.
+// mma.sync building blocks shared by the tensor-core kernels (attention.cu; GLA's gla_mma.cuh:
+// gla_state.cu, gla_fwd.cu, gla_bwd.cu): PTX wrappers (cp.async, ldmatrix, mma m16n8k16 bf16 ->
+// f32) and padded shared-memory bf16 tiles with their fragment loaders.
 #ifndef LN_MMA_CUH
 #define LN_MMA_CUH
 

@@ -1,7 +1,7 @@
-/* The attention kernels (attention.cu, attention_wgmma_fwd.cu, attention_wgmma_bwd.cu) against the CPU
- * reference (attention.c), forward and backward: the bf16 tensor-core path (D = 64, 128) on awkward
- * lengths (not multiples of the tiles), causal with S > T, non-causal, GQA, both on wgmma (on
- * Hopper, the default there, forward and backward at D = 64 and 128) and on mma.sync
+/* The attention kernels (attention.cu, attention_wgmma_fwd.cu, attention_wgmma_bwd.cu) against the
+ * CPU reference (attention.c), forward and backward: the bf16 tensor-core path (D = 64, 128) on
+ * awkward lengths (not multiples of the tiles), causal with S > T, non-causal, GQA, both on wgmma
+ * (on Hopper, the default there, forward and backward at D = 64 and 128) and on mma.sync
  * (LINNET_ATTN_FWD=mma LINNET_ATTN_BWD=mma, every other GPU's kernels); the f32 generic path
  * (any D); inputs that need no gradient; a grid of more than 65535 heads; and the forward repeating
  * bit for bit. */

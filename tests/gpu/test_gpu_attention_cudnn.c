@@ -1,5 +1,5 @@
-/* cuDNN fused attention (autograd/ops/attention/attention_cudnn.cu) against the CPU reference of the
- * attention op: output and the gradients of q, k, v, bf16, D = 64 and 128, causal and not,
+/* cuDNN fused attention (autograd/ops/attention/attention_cudnn.cu) against the CPU reference of
+ * the attention op: output and the gradients of q, k, v, bf16, D = 64 and 128, causal and not,
  * T = S = 128, 256, 384 and lengths that are not multiples of 128 (77, 96, 192, 1, 5, 130), GQA
  * (Hq = 4, Hkv = 2), MQA and MHA, causal with S > T (bottom-right alignment).
  *

@@ -1,7 +1,7 @@
-// What the CUDA kernels of the gated linear attention family share (gla_scan_generic.cu, gla_fwd_generic.cu,
-// gla_bwd_generic.cu): the chunk plan, tile loads into shared memory, the column scan of the gates, the
-// block-wide tile product (mma.sync m16n8k16 bf16 -> fp32 for bf16 storage, fp32 FMA for f32
-// storage, so the f32 path keeps fp32 accuracy) and the intra-chunk gated products.
+// What the CUDA kernels of the gated linear attention family share (gla_*_generic.cu, and the
+// tensor-core path through gla_mma.cuh): the chunk plan, tile loads into shared memory, the column
+// scan of the gates, the block-wide tile product (mma.sync m16n8k16 bf16 -> fp32 for bf16 storage,
+// fp32 FMA for f32 storage: the f32 path keeps fp32 accuracy) and the intra-chunk gated products.
 //
 // The decomposition is gla_chunked.c's (chunks of GLA_C = 64 tokens):
 //   scan   (sequential over chunks, parallel over 32x32 tiles of the [K, V] state): the state

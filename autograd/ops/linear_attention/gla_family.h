@@ -1,5 +1,6 @@
 /* What gla, simple_gla and linear_attention share: input validation, the node layout, and the
- * kernels (CPU: gla_core.h's double arrays; CUDA: gla_fwd_generic.cu, gla_bwd_generic.cu).
+ * kernels (CPU: gla_core.h's double arrays; CUDA: the entry points in gla_fwd_generic.cu and
+ * gla_bwd_generic.cu, which hand the tensor-core shapes to gla_fwd.cu and gla_bwd.cu).
  *
  * Node layout: in = q, k, v, then g, h0, cu_seqlens when present; out = o, then ht when wanted.
  *   iarg: 0 gate kind, 1 index of g (-1 none), 2 index of h0 (-1), 3 index of cu_seqlens (-1),
@@ -24,7 +25,7 @@ int gla_family_forward_cpu(ln_node *n);
 int gla_family_backward_cpu(ln_node *n);
 
 #ifdef LINNET_CUDA
-/* gla_fwd_generic.cu, gla_bwd_generic.cu: the chunkwise kernels. */
+/* gla_fwd_generic.cu, gla_bwd_generic.cu: the chunkwise kernels' entry points (both paths). */
 int gla_family_forward_cuda(ln_node *n);
 int gla_family_backward_cuda(ln_node *n);
 #endif

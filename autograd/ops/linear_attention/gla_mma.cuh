@@ -1,7 +1,7 @@
 // The tensor-core path of the gated linear attention family (bf16 storage, K 32, 64 or 128, V 64
-// or 128): what gla_state.cu, gla_fwd.cu and gla_bwd.cu share. Other shapes and f32 take
-// the generic kernels (gla_scan_generic.cu, gla_fwd_generic.cu, gla_bwd_generic.cu). Design and measurements:
-// docs/gla-kernel.md.
+// or 128): what gla_state.cu, gla_fwd.cu and gla_bwd.cu share. Other shapes and f32 take the
+// generic kernels (gla_scan_generic.cu, gla_fwd_generic.cu, gla_bwd_generic.cu). Design and
+// measurements: docs/gla-kernel.md.
 //
 // Chunks of 64 tokens, four 16-row sub-chunks I, one warp per sub-chunk. G is the chunk-local
 // cumulative log gate (fp32 in shared memory). Gate factors are applied to bf16 fragments on
