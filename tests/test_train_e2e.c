@@ -283,6 +283,35 @@ static void frozen_parameters_stay_put(void **state) {
         if (!(fabs(a[s] - b[s]) <= 1e-5 * fabs(a[s]))) fail_msg("frozen run, step %d: 1 rank %.9g, 2 ranks %.9g", s, a[s], b[s]);
 }
 
+/* tests/data/pre-linear/: a run of the code before the linear module (464e82d: a hedgehog linear
+ * layer and a gla layer, untied head, the recipe's old model.linear mapping), 3 steps. Today's
+ * binary samples from its checkpoint exactly as that code did, and resumes it to the same losses
+ * and gradient norms, bit for bit (both recorded by that code). */
+static void checkpoints_from_before_the_linear_module_load(void **state) {
+    char args[4096], path[1024];
+    snprintf(args, sizeof args, "sample %s/tests/data/pre-linear/step-00000003.h5 --prompt 'And God' --tokens 24 --temperature 0",
+             test_source_dir());
+    assert_int_equal(linnet("pre-linear-sample", args), 0);
+    char *got = log_of("pre-linear-sample");
+    snprintf(path, sizeof path, "%s/tests/data/pre-linear/sample.txt", test_source_dir());
+    char *want = test_read_file(path);
+    assert_non_null(want);
+    assert_string_equal(got, want);
+    free(got);
+    free(want);
+    snprintf(args, sizeof args, "mkdir -p %s/pre-linear && cp %s/tests/data/pre-linear/step-00000003.h5 %s/pre-linear/", root,
+             test_source_dir(), root);
+    assert_int_equal(test_system(args, NULL), 0);
+    snprintf(args, sizeof args, "train %s/tests/data/pre-linear/recipe.yaml --out pre-linear --resume auto --no-sample "
+             "--set train.steps=5 --set data.path=%s/data/kjv", test_source_dir(), test_source_dir());
+    int rc = linnet("pre-linear-resume", args);
+    if (rc != 0) fail_msg("resuming the old checkpoint exited %d: %s", rc, log_of("pre-linear-resume"));
+    snprintf(args, sizeof args, "sed 's/,\"tokens_per_s[^,}]*//' %s/pre-linear/metrics.jsonl | cmp - %s/tests/data/pre-linear/resumed-losses.jsonl",
+             root, test_source_dir());
+    snprintf(path, sizeof path, "%s/pre-linear/metrics.jsonl", root);
+    if (test_system(args, NULL) != 0) fail_msg("steps 4 and 5 after resuming differ from the old code's: %s", test_read_file(path));
+}
+
 static void ranks_and_micro_steps_match_one(void **state) {
     char args[2048];
     const char *common = "--set data.path=data --set train.steps=10 --set eval.every=5 --set ckpt.every=0";
@@ -414,6 +443,7 @@ int main(void) {
         cmocka_unit_test(linear_recipes_train_resume_and_sample),
         cmocka_unit_test(ranks_and_micro_steps_match_one),
         cmocka_unit_test(frozen_parameters_stay_put),
+        cmocka_unit_test(checkpoints_from_before_the_linear_module_load),
         cmocka_unit_test(bad_input_fails_cleanly),
     };
     if (!corpus_command(corpus, sizeof corpus))
