@@ -1,7 +1,7 @@
 /* Replacing a file so that a crash never leaves it half-written, whatever the format: the writer
  * fills "<path>.tmp", then ln_atomic_commit fsyncs it, renames it over path and fsyncs the
  * directory. Until the rename nothing at path is touched, so the last good file survives any
- * failure. Used by the checkpoint writers (checkpoints/h5_checkpoint.c). */
+ * failure. Used by the checkpoint writers (checkpoints/h5_checkpoint.c) and `linnet plot`. */
 #ifndef LN_ATOMIC_FILE_H
 #define LN_ATOMIC_FILE_H
 

@@ -58,11 +58,8 @@ int ln_linear_check(const ln_model_config *cfg) {
         bool known = false;
         for (int j = 0; j < N_PROJECTIONS; j++) known |= names(o->projection, projections[j]);
         if (!known) {
-            char list[256] = "";
-            for (int j = 0; j < N_PROJECTIONS; j++) {
-                strncat(list, j ? ", " : "", sizeof list - strlen(list) - 1);
-                strncat(list, projections[j], sizeof list - strlen(list) - 1);
-            }
+            char list[256];
+            ln_names_join(projections, N_PROJECTIONS, list, sizeof list);
             return ln_fail("model.linear_overrides: unknown projection '%s' (known: attn, mlp, %s)", o->projection, list);
         }
         for (int j = 0; j < i; j++)

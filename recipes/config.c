@@ -392,7 +392,7 @@ int ln_config_load_file(ln_config *c, const char *path) {
         len += got;
     }
     fclose(f);
-    if (!text) return ln_fail("%s: the recipe is empty: it needs at least one section (model:, train:, ...)", path);
+    if (!text) return ln_config_load_string(c, "", path); /* no bytes: the empty recipe's error */
     text[len] = '\0';
     int status = strlen(text) != len ? ln_fail("%s: not a text file (NUL byte)", path) : ln_config_load_string(c, text, path);
     free(text);

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "autograd/error.h"
+#include "checkpoints/atomic_file.h"
 #include "recipes/metrics.h"
 
 extern char **environ;
@@ -320,42 +321,30 @@ static int run_gnuplot(const char *script) {
     return LN_OK;
 }
 
-/* OUT.tmp-XXXXXX beside out, created with the mode a new file gets. */
-static int image_temp(const char *out, char **path) {
-    *path = dup_printf(out, ".tmp-XXXXXX");
-    if (!*path) return ln_fail("out of host memory");
-    int fd = mkstemp(*path);
-    if (fd < 0) {
-        int e = errno;
-        free(*path);
-        *path = NULL;
-        return ln_fail("%s: cannot write: %s", out, strerror(e));
-    }
-    mode_t mask = umask(0);
-    umask(mask);
-    fchmod(fd, 0666 & ~mask);
-    close(fd);
-    return LN_OK;
-}
-
+/* gnuplot draws into OUT.tmp, which replaces OUT only once it holds a picture (atomic_file.h). */
 static int draw(plot_run *runs, int n, const ln_plot_options *opts) {
-    char *data_path = NULL, *script_path = NULL, *image = NULL;
+    char *data_path = NULL, *script_path = NULL;
+    ln_atomic_file image = {0};
+    bool drawn = false; /* gnuplot ran: image.tmp may exist */
     FILE *data = temp_file(&data_path), *script = data ? temp_file(&script_path) : NULL;
     int status = !script ? ln_fail("cannot create a temporary file: %s", strerror(errno)) : LN_OK;
     if (status == LN_OK && write_data(data, runs, n)) status = ln_fail("%s: cannot write: %s", data_path, strerror(errno));
     if (data && fclose(data) && status == LN_OK) status = ln_fail("%s: cannot write: %s", data_path, strerror(errno));
-    if (status == LN_OK) status = image_temp(opts->out, &image);
-    if (status == LN_OK && write_script(script, data_path, image, runs, n, opts))
+    if (status == LN_OK) status = ln_atomic_begin(&image, opts->out);
+    if (status == LN_OK && write_script(script, data_path, image.tmp, runs, n, opts))
         status = ln_fail("%s: cannot write: %s", script_path, strerror(errno));
     if (script && fclose(script) && status == LN_OK) status = ln_fail("%s: cannot write: %s", script_path, strerror(errno));
-    if (status == LN_OK) status = run_gnuplot(script_path);
+    if (status == LN_OK) {
+        drawn = true;
+        status = run_gnuplot(script_path);
+    }
     struct stat st;
-    if (status == LN_OK && (stat(image, &st) || st.st_size == 0)) status = ln_fail("gnuplot wrote no image to %s", image);
-    if (status == LN_OK && rename(image, opts->out)) status = ln_fail("%s: cannot write: %s", opts->out, strerror(errno));
-    if (image && status != LN_OK) unlink(image);
+    if (status == LN_OK && (stat(image.tmp, &st) || st.st_size == 0))
+        status = ln_fail("gnuplot wrote no image to %s", image.tmp);
+    if (status == LN_OK) status = ln_atomic_commit(&image);
+    else if (image.tmp) ln_atomic_abort(&image, drawn);
     if (data_path) unlink(data_path);
     if (script_path) unlink(script_path);
-    free(image);
     free(data_path);
     free(script_path);
     return status;

@@ -91,7 +91,7 @@ static void expect_success(const char *name, const char *args) {
     free(err);
 }
 
-/* No file of root starts with `prefix` (no picture, no FILE.tmp-XXXXXX left over). */
+/* No file of root starts with `prefix` (no picture, no FILE.tmp left over). */
 static void assert_no_file(const char *prefix) {
     DIR *d = opendir(root);
     assert_non_null(d);
